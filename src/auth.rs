@@ -1,0 +1,104 @@
+//! Who is asking: the login stored in the `user` cookie (actix-session's cookie store,
+//! AES-GCM encrypted and authenticated with a key from the configuration) and the
+//! `CurrentUser` extractor over it. The cookie's Max-Age only asks the browser to forget it;
+//! the issue time inside lets the server refuse an old cookie on its own.
+
+use std::future::{ready, Ready};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_session::{Session, SessionExt};
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::UserName;
+use crate::error::AppError;
+use crate::startup::AppState;
+
+pub const USER_COOKIE: &str = "user";
+const SESSION_KEY: &str = "login";
+
+/// What the `user` cookie holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Login {
+    /// The display name.
+    pub name: String,
+    /// Random per login: XSRF tokens and rate limits are bound to it.
+    pub id: String,
+    /// Unix seconds when the login was made.
+    pub issued_at: u64,
+}
+
+impl Login {
+    pub fn new(name: UserName) -> Self {
+        let mut id = [0u8; 16];
+        rand::rng().fill_bytes(&mut id);
+        Self {
+            name: name.as_str().to_owned(),
+            id: hex::encode(id),
+            issued_at: unix_now(),
+        }
+    }
+
+    pub fn is_expired(&self, max_age_days: u32, now: u64) -> bool {
+        let max_age_secs = u64::from(max_age_days) * 86_400;
+        now.saturating_sub(self.issued_at) >= max_age_secs || self.issued_at > now + 300
+    }
+
+    /// Stores the login in a fresh session (a new cookie, so a planted one is replaced).
+    pub fn save(&self, session: &Session) -> Result<(), AppError> {
+        session.renew();
+        session
+            .insert(SESSION_KEY, self)
+            .map_err(AppError::internal)
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The logged-in user of a request. As an extractor it fails with 403 (as Tornado does for
+/// POSTs); a page that should redirect takes `Option<CurrentUser>` instead.
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub Login);
+
+impl CurrentUser {
+    fn from_request_sync(req: &HttpRequest) -> Option<Self> {
+        let state = req.app_data::<web::Data<AppState>>()?;
+        // A cookie that fails to decrypt (tampered, or made with another key) reaches us as
+        // an empty session, which is simply "not logged in".
+        let login: Login = req.get_session().get(SESSION_KEY).ok().flatten()?;
+        let max_age_days = state.settings.security.cookie_max_age_days;
+        (!login.is_expired(max_age_days, unix_now())).then_some(Self(login))
+    }
+}
+
+impl FromRequest for CurrentUser {
+    type Error = AppError;
+    type Future = Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Self::from_request_sync(req).ok_or(AppError::Forbidden("login required")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logins_expire_after_max_age() {
+        let login = Login {
+            name: "a".into(),
+            id: "x".into(),
+            issued_at: 1_000_000,
+        };
+        assert!(!login.is_expired(30, 1_000_000 + 29 * 86_400));
+        assert!(login.is_expired(30, 1_000_000 + 30 * 86_400));
+        // A login from the far future was not issued by this clock.
+        assert!(login.is_expired(30, 1_000_000 - 3_600));
+    }
+}

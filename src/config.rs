@@ -1,0 +1,526 @@
+//! Typed settings. Layers, later ones winning: the `config.toml` embedded in the binary
+//! (it holds every key, so it doubles as the schema), a config file, `CHATDEMO_<SECTION>__<KEY>`
+//! environment variables, then the command line. Unknown keys and bad values are errors that
+//! name the key, so a typo never silently falls back to a default.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::{Table, Value};
+
+/// The shipped `config.toml`, used as defaults and as the list of known keys.
+const DEFAULTS: &str = include_str!("../config.toml");
+const ENV_PREFIX: &str = "CHATDEMO_";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub security: SecuritySettings,
+    pub room: RoomSettings,
+    pub websocket: WebSocketSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub address: String,
+    pub port: u16,
+    /// 0 means one worker per core.
+    pub workers: usize,
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySettings {
+    pub cookie_secret: Secret,
+    pub cookie_max_age_days: u32,
+    pub cookie_secure: bool,
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomSettings {
+    pub cache_size: usize,
+    pub poll_timeout_secs: u64,
+    pub max_message_chars: usize,
+    pub rate_burst: u32,
+    pub rate_per_sec: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSocketSettings {
+    pub max_frame_bytes: usize,
+    pub ping_interval_secs: u64,
+}
+
+/// A string that never shows up in `Debug` output or logs.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// What the command line may override.
+#[derive(Debug, Default, Clone)]
+pub struct CliOverrides {
+    pub config_path: Option<PathBuf>,
+    pub port: Option<u16>,
+    pub address: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    #[error("unknown setting `{0}`")]
+    UnknownKey(String),
+    #[error("bad value for `{key}`: {reason}")]
+    BadValue { key: String, reason: String },
+}
+
+impl ConfigError {
+    fn bad(key: &str, reason: impl Into<String>) -> Self {
+        Self::BadValue {
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads settings for a real start: `--config PATH`, else `./config.toml` when present.
+    pub fn load(cli: &CliOverrides) -> Result<Self, ConfigError> {
+        let file = match &cli.config_path {
+            Some(path) => Some(path.clone()),
+            None => Some(PathBuf::from("config.toml")).filter(|p| p.is_file()),
+        };
+        Self::load_from(file.as_deref(), std::env::vars(), cli)
+    }
+
+    /// The embedded defaults alone (what tests start from).
+    pub fn defaults() -> Self {
+        // The embedded file is checked by a unit test, so this cannot fail at run time.
+        Self::load_from(None, std::iter::empty(), &CliOverrides::default())
+            .expect("embedded config.toml is valid")
+    }
+
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        cli: &CliOverrides,
+    ) -> Result<Self, ConfigError> {
+        let mut table: Table =
+            DEFAULTS
+                .parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: "<embedded config.toml>".into(),
+                    message: e.message().to_owned(),
+                })?;
+        let schema = table.clone();
+
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let overlay: Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    })?;
+            merge_file(&schema, &mut table, overlay)?;
+        }
+
+        for (name, raw) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let Some((section, key)) = rest.split_once("__") else {
+                return Err(ConfigError::UnknownKey(name));
+            };
+            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            let dotted = format!("{section}.{key}");
+            let default = lookup(&schema, &section, &key).ok_or(ConfigError::UnknownKey(name))?;
+            let value = parse_env_value(&dotted, default, &raw)?;
+            set(&mut table, &section, &key, value);
+        }
+
+        if let Some(port) = cli.port {
+            set(&mut table, "server", "port", Value::Integer(port.into()));
+        }
+        if let Some(address) = &cli.address {
+            set(
+                &mut table,
+                "server",
+                "address",
+                Value::String(address.clone()),
+            );
+        }
+
+        let settings: Settings = Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::bad("config", e.message()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.address.parse::<IpAddr>().is_err() {
+            return Err(ConfigError::bad("server.address", "not an IP address"));
+        }
+        if self.server.max_connections == 0 {
+            return Err(ConfigError::bad(
+                "server.max_connections",
+                "must be at least 1",
+            ));
+        }
+        let secret_len = self.security.cookie_secret.expose().len();
+        if secret_len != 0 && secret_len < 64 {
+            return Err(ConfigError::bad(
+                "security.cookie_secret",
+                format!(
+                    "is {secret_len} bytes; use at least 64 random bytes \
+                     (for example the output of `openssl rand -hex 64`), or leave it empty for a per-run key"
+                ),
+            ));
+        }
+        if self.security.cookie_max_age_days == 0 {
+            return Err(ConfigError::bad(
+                "security.cookie_max_age_days",
+                "must be at least 1",
+            ));
+        }
+        for origin in &self.security.allowed_origins {
+            if !is_origin(origin) {
+                return Err(ConfigError::bad(
+                    "security.allowed_origins",
+                    format!("{origin:?} is not of the form scheme://host[:port]"),
+                ));
+            }
+        }
+        let room = &self.room;
+        if room.cache_size == 0 {
+            return Err(ConfigError::bad("room.cache_size", "must be at least 1"));
+        }
+        if !(1..=3600).contains(&room.poll_timeout_secs) {
+            return Err(ConfigError::bad(
+                "room.poll_timeout_secs",
+                "must be 1 to 3600",
+            ));
+        }
+        if room.max_message_chars == 0 {
+            return Err(ConfigError::bad(
+                "room.max_message_chars",
+                "must be at least 1",
+            ));
+        }
+        if room.rate_burst == 0 {
+            return Err(ConfigError::bad("room.rate_burst", "must be at least 1"));
+        }
+        if !(room.rate_per_sec.is_finite() && room.rate_per_sec > 0.0) {
+            return Err(ConfigError::bad(
+                "room.rate_per_sec",
+                "must be a positive number",
+            ));
+        }
+        if self.websocket.max_frame_bytes < 1024 {
+            return Err(ConfigError::bad(
+                "websocket.max_frame_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.websocket.ping_interval_secs == 0 {
+            return Err(ConfigError::bad(
+                "websocket.ping_interval_secs",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl RoomSettings {
+    pub fn poll_timeout(&self) -> Duration {
+        Duration::from_secs(self.poll_timeout_secs)
+    }
+
+    /// Largest form body accepted by the POST routes. A message of `max_message_chars`
+    /// four-byte characters, fully percent-encoded, is 12 bytes a character; the rest is
+    /// room for `_xsrf`, `next` and the field names.
+    pub fn form_limit_bytes(&self) -> usize {
+        self.max_message_chars
+            .saturating_mul(12)
+            .saturating_add(4096)
+    }
+}
+
+impl WebSocketSettings {
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_secs)
+    }
+}
+
+fn lookup<'a>(table: &'a Table, section: &str, key: &str) -> Option<&'a Value> {
+    table.get(section)?.as_table()?.get(key)
+}
+
+fn set(table: &mut Table, section: &str, key: &str, value: Value) {
+    if let Some(Value::Table(section)) = table.get_mut(section) {
+        section.insert(key.to_owned(), value);
+    }
+}
+
+/// Overlays a parsed file, refusing keys the schema lacks and values of another type.
+fn merge_file(schema: &Table, table: &mut Table, overlay: Table) -> Result<(), ConfigError> {
+    for (section, values) in overlay {
+        let Value::Table(values) = values else {
+            return Err(ConfigError::UnknownKey(section));
+        };
+        for (key, value) in values {
+            let dotted = format!("{section}.{key}");
+            let default =
+                lookup(schema, &section, &key).ok_or(ConfigError::UnknownKey(dotted.clone()))?;
+            let value = coerce(&dotted, default, value)?;
+            set(table, &section, &key, value);
+        }
+    }
+    Ok(())
+}
+
+/// Checks a file value against the default's type (an integer may stand for a float).
+fn coerce(key: &str, default: &Value, value: Value) -> Result<Value, ConfigError> {
+    match (default, value) {
+        (Value::Float(_), Value::Integer(i)) => Ok(Value::Float(i as f64)),
+        (Value::Array(_), Value::Array(items)) => {
+            if items.iter().all(Value::is_str) {
+                Ok(Value::Array(items))
+            } else {
+                Err(ConfigError::bad(key, "expected a list of strings"))
+            }
+        }
+        (d, v) if d.same_type(&v) => Ok(v),
+        (d, v) => Err(ConfigError::bad(
+            key,
+            format!("expected {}, found {}", d.type_str(), v.type_str()),
+        )),
+    }
+}
+
+/// Environment values are plain text; the default's type says how to read them.
+fn parse_env_value(key: &str, default: &Value, raw: &str) -> Result<Value, ConfigError> {
+    let raw_trimmed = raw.trim();
+    match default {
+        Value::String(_) => Ok(Value::String(raw.to_owned())),
+        Value::Integer(_) => raw_trimmed
+            .parse::<i64>()
+            .map(Value::Integer)
+            .map_err(|_| ConfigError::bad(key, format!("{raw:?} is not a whole number"))),
+        Value::Float(_) => raw_trimmed
+            .parse::<f64>()
+            .map(Value::Float)
+            .map_err(|_| ConfigError::bad(key, format!("{raw:?} is not a number"))),
+        Value::Boolean(_) => match raw_trimmed {
+            "true" | "1" => Ok(Value::Boolean(true)),
+            "false" | "0" => Ok(Value::Boolean(false)),
+            _ => Err(ConfigError::bad(
+                key,
+                format!("{raw:?} is not true or false"),
+            )),
+        },
+        // A list is comma-separated: CHATDEMO_SECURITY__ALLOWED_ORIGINS=https://a,https://b
+        Value::Array(_) => Ok(Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_owned()))
+                .collect(),
+        )),
+        _ => Err(ConfigError::bad(key, "cannot be set from the environment")),
+    }
+}
+
+/// `scheme://host[:port]`, nothing after the authority.
+fn is_origin(value: &str) -> bool {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '@', ' '])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_defaults_serve_on_8888() {
+        let s = Settings::defaults();
+        assert_eq!(s.server.address, "127.0.0.1");
+        assert_eq!(s.server.port, 8888);
+        assert_eq!(s.room.cache_size, 200);
+        assert_eq!(s.room.poll_timeout_secs, 25);
+        assert_eq!(s.room.max_message_chars, 2000);
+        assert_eq!(s.websocket.max_frame_bytes, 65536);
+    }
+
+    #[test]
+    fn environment_overrides_a_key_with_its_type() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("CHATDEMO_ROOM__POLL_TIMEOUT_SECS", "2"),
+                ("CHATDEMO_ROOM__RATE_PER_SEC", "2.5"),
+                ("CHATDEMO_SECURITY__COOKIE_SECURE", "true"),
+                (
+                    "CHATDEMO_SECURITY__ALLOWED_ORIGINS",
+                    "https://a.example, http://b.example:8080",
+                ),
+                ("OTHER_VARIABLE", "ignored"),
+            ]),
+            &CliOverrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.room.poll_timeout_secs, 2);
+        assert_eq!(s.room.rate_per_sec, 2.5);
+        assert!(s.security.cookie_secure);
+        assert_eq!(
+            s.security.allowed_origins,
+            ["https://a.example", "http://b.example:8080"]
+        );
+    }
+
+    #[test]
+    fn command_line_wins_over_environment() {
+        let cli = CliOverrides {
+            port: Some(9999),
+            address: Some("127.0.0.2".into()),
+            ..Default::default()
+        };
+        let s = Settings::load_from(None, env(&[("CHATDEMO_SERVER__PORT", "7777")]), &cli).unwrap();
+        assert_eq!(s.server.port, 9999);
+        assert_eq!(s.server.address, "127.0.0.2");
+    }
+
+    #[test]
+    fn unknown_environment_key_is_named() {
+        let err = Settings::load_from(
+            None,
+            env(&[("CHATDEMO_ROOM__CACHE_SIZ", "3")]),
+            &CliOverrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("CHATDEMO_ROOM__CACHE_SIZ"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_environment_value_is_named() {
+        let err = Settings::load_from(
+            None,
+            env(&[("CHATDEMO_SERVER__PORT", "eighty")]),
+            &CliOverrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("server.port"), "{err}");
+    }
+
+    #[test]
+    fn unknown_file_key_and_wrong_type_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[room]\ncache_sise = 3\n").unwrap();
+        let err = Settings::load_from(Some(&path), env(&[]), &CliOverrides::default()).unwrap_err();
+        assert!(err.to_string().contains("room.cache_sise"), "{err}");
+
+        std::fs::write(&path, "[room]\ncache_size = \"big\"\n").unwrap();
+        let err = Settings::load_from(Some(&path), env(&[]), &CliOverrides::default()).unwrap_err();
+        assert!(err.to_string().contains("room.cache_size"), "{err}");
+
+        std::fs::write(&path, "[rooms]\ncache_size = 3\n").unwrap();
+        let err = Settings::load_from(Some(&path), env(&[]), &CliOverrides::default()).unwrap_err();
+        assert!(err.to_string().contains("rooms"), "{err}");
+    }
+
+    #[test]
+    fn file_values_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[room]\ncache_size = 5\nrate_per_sec = 3\n").unwrap();
+        let s = Settings::load_from(Some(&path), env(&[]), &CliOverrides::default()).unwrap();
+        assert_eq!(s.room.cache_size, 5);
+        assert_eq!(s.room.rate_per_sec, 3.0);
+        assert_eq!(s.server.port, 8888);
+    }
+
+    #[test]
+    fn short_cookie_secret_is_refused() {
+        let err = Settings::load_from(
+            None,
+            env(&[("CHATDEMO_SECURITY__COOKIE_SECRET", "too-short")]),
+            &CliOverrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("security.cookie_secret"), "{err}");
+        assert!(err.to_string().contains("64"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        for (key, value, dotted) in [
+            ("CHATDEMO_ROOM__CACHE_SIZE", "0", "room.cache_size"),
+            ("CHATDEMO_ROOM__RATE_PER_SEC", "-1", "room.rate_per_sec"),
+            ("CHATDEMO_SERVER__ADDRESS", "localhost:80", "server.address"),
+            (
+                "CHATDEMO_SECURITY__ALLOWED_ORIGINS",
+                "https://a.example/path",
+                "security.allowed_origins",
+            ),
+        ] {
+            let err = Settings::load_from(None, env(&[(key, value)]), &CliOverrides::default())
+                .unwrap_err();
+            assert!(err.to_string().contains(dotted), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn secret_is_not_printed_by_debug() {
+        let s = Secret::new("hunter2".repeat(10));
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,80 @@
+//! One error type for every route: each variant maps to a status and a body, so handlers
+//! just use `?`. Client mistakes say what was wrong; server faults say nothing internal
+//! and are logged once with their cause.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::domain::InputError;
+use crate::form::FormError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// XSRF failures and requests that need a login: 403 `text/plain`.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// A request that cannot be acted on: 400 with a JSON `{"error": ...}`.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Form(#[from] FormError),
+    #[error("send the form as application/x-www-form-urlencoded")]
+    UnsupportedMediaType,
+    #[error("too many messages; wait {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl AppError {
+    pub fn internal(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(error))
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::BadRequest(_) | Self::Input(_) | Self::Form(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CACHE_CONTROL, "no-store"));
+        match self {
+            Self::Forbidden(reason) => response
+                .content_type("text/plain; charset=utf-8")
+                .body(*reason),
+            Self::Internal(cause) => {
+                tracing::error!(error.cause = %cause, "request failed");
+                response.json(ErrorBody {
+                    error: "internal error",
+                })
+            }
+            Self::RateLimited { retry_after_secs } => response
+                .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
+                .json(ErrorBody {
+                    error: &self.to_string(),
+                }),
+            _ => response.json(ErrorBody {
+                error: &self.to_string(),
+            }),
+        }
+    }
+}

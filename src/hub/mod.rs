@@ -1,0 +1,140 @@
+//! The room: one task owns the message cache, the held long polls and the broadcast to
+//! WebSockets (MessageMixin's job in Tornado). Everything else talks to it through a
+//! cloneable [`HubHandle`]; because the task handles one command at a time, a message is
+//! in the cache and on its way to every receiver before the next command is looked at,
+//! which is what makes cursor delivery exactly-once.
+
+mod cache;
+pub mod frame;
+mod task;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::domain::Message;
+use crate::metrics::Metrics;
+pub use frame::{Entry, Frame};
+
+/// Commands waiting for the hub; senders wait when it is full, so a flood cannot grow it.
+const COMMAND_QUEUE: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+#[error("the room is shut down")]
+pub struct HubClosed;
+
+/// The room as a page render sees it.
+pub struct Snapshot {
+    /// Cached messages, oldest first.
+    pub entries: Vec<Arc<Entry>>,
+    /// The cursor for a client that has seen all of them.
+    pub cursor: String,
+}
+
+/// A live feed for one WebSocket.
+pub struct Subscription {
+    /// What came after the client's cursor, if anything: to be sent first.
+    pub replay: Option<Frame>,
+    /// Every message posted from now on. A receiver that falls more than the channel's
+    /// capacity behind gets `Lagged`: it is too slow and should be disconnected.
+    pub feed: broadcast::Receiver<Frame>,
+}
+
+pub(crate) enum Command {
+    Publish {
+        entry: Arc<Entry>,
+        done: oneshot::Sender<()>,
+    },
+    Poll {
+        cursor: Option<String>,
+        reply: oneshot::Sender<Frame>,
+    },
+    Subscribe {
+        cursor: Option<String>,
+        reply: oneshot::Sender<Subscription>,
+    },
+    Snapshot {
+        reply: oneshot::Sender<Snapshot>,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// The only way into the room. Cheap to clone: one per worker, per connection if need be.
+#[derive(Clone)]
+pub struct HubHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+/// How the hub is sized.
+pub struct HubConfig {
+    pub cache_size: usize,
+    /// Frames a WebSocket may fall behind before it is dropped as too slow.
+    pub socket_backlog: usize,
+}
+
+impl HubHandle {
+    /// Starts the room's task on the current Tokio runtime.
+    pub fn start(config: HubConfig, metrics: Arc<Metrics>) -> Self {
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        tokio::spawn(task::run(receiver, task::Room::new(config, metrics)));
+        Self { commands }
+    }
+
+    /// Adds a message to the room and hands it to every receiver. Returns once it is in the
+    /// cache, so a client that hears back can rely on its cursor seeing it.
+    pub async fn publish(&self, message: Message) -> Result<Arc<Entry>, HubClosed> {
+        // Encoding happens here, on the caller's worker thread, not in the hub task.
+        let entry = Arc::new(Entry::new(message));
+        let (done, accepted) = oneshot::channel();
+        self.send(Command::Publish {
+            entry: entry.clone(),
+            done,
+        })
+        .await?;
+        accepted.await.map_err(|_| HubClosed)?;
+        Ok(entry)
+    }
+
+    /// The long poll: messages after `cursor` at once if there are any, else the next one
+    /// posted, else (after `hold`) an empty answer. Never fails: a closed room answers empty.
+    pub async fn poll(&self, cursor: Option<String>, hold: Duration) -> Frame {
+        let (reply, answer) = oneshot::channel();
+        if self.send(Command::Poll { cursor, reply }).await.is_err() {
+            return frame::empty();
+        }
+        // Dropping `answer` on timeout is the cancellation: the hub sees a closed sender.
+        match tokio::time::timeout(hold, answer).await {
+            Ok(Ok(frame)) => frame,
+            _ => frame::empty(),
+        }
+    }
+
+    /// A feed for a WebSocket that has seen everything up to `cursor`.
+    pub async fn subscribe(&self, cursor: Option<String>) -> Result<Subscription, HubClosed> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Subscribe { cursor, reply }).await?;
+        answer.await.map_err(|_| HubClosed)
+    }
+
+    pub async fn snapshot(&self) -> Result<Snapshot, HubClosed> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Snapshot { reply }).await?;
+        answer.await.map_err(|_| HubClosed)
+    }
+
+    /// Answers every held poll with no messages and ends every feed; from then on polls
+    /// are answered at once and posts are refused.
+    pub async fn shutdown(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.send(Command::Shutdown { done }).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+
+    async fn send(&self, command: Command) -> Result<(), HubClosed> {
+        self.commands.send(command).await.map_err(|_| HubClosed)
+    }
+}

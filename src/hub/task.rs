@@ -1,0 +1,150 @@
+//! The hub task and the state it alone owns.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::cache::{Cache, Since};
+use super::frame::{self, Entry, Frame};
+use super::{Command, HubConfig, Snapshot, Subscription};
+use crate::metrics::Metrics;
+
+/// How often polls whose clients gave up are dropped from the waiters.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+pub(crate) async fn run(mut commands: mpsc::Receiver<Command>, mut room: Room) {
+    let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(command) => room.handle(command),
+                None => break,
+            },
+            _ = sweep.tick() => room.drop_abandoned_polls(),
+        }
+    }
+}
+
+pub(crate) struct Room {
+    cache: Cache,
+    /// Held long polls. All of them are at the newest message (else they would have been
+    /// answered at once), so one frame answers them all.
+    waiters: Vec<oneshot::Sender<Frame>>,
+    /// Length at which `waiters` is pruned before growing further.
+    prune_at: usize,
+    /// The WebSockets' feed; `None` once the room is shut down.
+    sockets: Option<broadcast::Sender<Frame>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Room {
+    pub(crate) fn new(config: HubConfig, metrics: Arc<Metrics>) -> Self {
+        let (sockets, _) = broadcast::channel(config.socket_backlog.max(1));
+        Self {
+            cache: Cache::new(config.cache_size),
+            waiters: Vec::new(),
+            prune_at: MIN_PRUNE_AT,
+            sockets: Some(sockets),
+            metrics,
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Publish { entry, done } => {
+                if self.sockets.is_some() {
+                    self.publish(entry);
+                    let _ = done.send(());
+                }
+                // After shutdown `done` is dropped, which the poster reads as "closed".
+            }
+            Command::Poll { cursor, reply } => self.poll(cursor.as_deref(), reply),
+            Command::Subscribe { cursor, reply } => {
+                if let Some(sockets) = &self.sockets {
+                    let replay = match self.cache.since(cursor.as_deref()) {
+                        Since::Wait => None,
+                        Since::Messages { entries, reset } => Some(frame::batch(&entries, reset)),
+                    };
+                    let _ = reply.send(Subscription {
+                        replay,
+                        feed: sockets.subscribe(),
+                    });
+                }
+            }
+            Command::Snapshot { reply } => {
+                let _ = reply.send(Snapshot {
+                    entries: self.cache.entries().cloned().collect(),
+                    cursor: self.cache.newest_cursor().to_owned(),
+                });
+            }
+            Command::Shutdown { done } => {
+                self.sockets = None;
+                let empty = frame::empty();
+                for waiter in self.waiters.drain(..) {
+                    let _ = waiter.send(empty.clone());
+                }
+                self.update_waiting_gauge();
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn publish(&mut self, entry: Arc<Entry>) {
+        self.cache.push(entry.clone());
+        self.metrics.posted.fetch_add(1, Relaxed);
+        let mut delivered = 0;
+        for waiter in self.waiters.drain(..) {
+            if waiter.send(entry.frame.clone()).is_ok() {
+                delivered += 1;
+            }
+        }
+        if let Some(sockets) = &self.sockets {
+            // Never waits: a socket that falls behind finds out from its own receiver.
+            let _ = sockets.send(entry.frame.clone());
+        }
+        self.metrics.delivered.fetch_add(delivered, Relaxed);
+        self.update_waiting_gauge();
+    }
+
+    fn poll(&mut self, cursor: Option<&str>, reply: oneshot::Sender<Frame>) {
+        if self.sockets.is_none() {
+            let _ = reply.send(frame::empty());
+            return;
+        }
+        match self.cache.since(cursor) {
+            Since::Messages { entries, reset } => {
+                if reply.send(frame::batch(&entries, reset)).is_ok() {
+                    self.metrics
+                        .delivered
+                        .fetch_add(entries.len() as u64, Relaxed);
+                }
+            }
+            Since::Wait => {
+                if self.waiters.len() >= self.prune_at {
+                    // Amortised clean-up, so a burst of abandoned polls cannot grow the
+                    // list faster than the periodic sweep empties it.
+                    self.drop_abandoned_polls();
+                    self.prune_at = (self.waiters.len() * 2).max(MIN_PRUNE_AT);
+                }
+                self.waiters.push(reply);
+                self.update_waiting_gauge();
+            }
+        }
+    }
+
+    pub(crate) fn drop_abandoned_polls(&mut self) {
+        self.waiters.retain(|waiter| !waiter.is_closed());
+        self.update_waiting_gauge();
+    }
+
+    fn update_waiting_gauge(&self) {
+        self.metrics
+            .waiting_polls
+            .store(self.waiters.len() as u64, Relaxed);
+    }
+}
+
+const MIN_PRUNE_AT: usize = 1024;

@@ -1,0 +1,20 @@
+//! chatdemo: Tornado's chat demo ported to actix-web. One room, a 200-message cache with
+//! cursors, signed-cookie users, XSRF tokens, long polling and a WebSocket on the same hub.
+
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod form;
+pub mod hub;
+pub mod linkify;
+pub mod metrics;
+pub mod rate;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+pub mod templates;
+pub mod xsrf;
+
+pub use config::Settings;
+pub use startup::{Application, ShutdownHandle};

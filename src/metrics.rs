@@ -1,0 +1,74 @@
+//! Counters and gauges for `/metrics`, in Prometheus text format. Plain atomics: the hub
+//! and the connections update them without locks.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// WebSockets open now.
+    pub sockets: AtomicU64,
+    /// Long polls the hub holds now.
+    pub waiting_polls: AtomicU64,
+    /// Messages accepted into the room.
+    pub posted: AtomicU64,
+    /// Messages handed to receivers (one per message per receiver).
+    pub delivered: AtomicU64,
+    /// Sockets closed because they could not keep up.
+    pub slow_disconnects: AtomicU64,
+    /// Requests refused because `max_connections` was reached.
+    pub refused_connections: AtomicU64,
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let rows = [
+            (
+                "chatdemo_connected_sockets",
+                "gauge",
+                "WebSockets open now.",
+                &self.sockets,
+            ),
+            (
+                "chatdemo_waiting_polls",
+                "gauge",
+                "Long polls held by the hub now.",
+                &self.waiting_polls,
+            ),
+            (
+                "chatdemo_messages_posted_total",
+                "counter",
+                "Messages accepted into the room.",
+                &self.posted,
+            ),
+            (
+                "chatdemo_messages_delivered_total",
+                "counter",
+                "Messages handed to receivers, one per message per receiver.",
+                &self.delivered,
+            ),
+            (
+                "chatdemo_slow_disconnects_total",
+                "counter",
+                "Sockets closed because their outgoing queue overflowed.",
+                &self.slow_disconnects,
+            ),
+            (
+                "chatdemo_refused_connections_total",
+                "counter",
+                "Requests refused with 503 past server.max_connections.",
+                &self.refused_connections,
+            ),
+        ];
+        let mut out = String::new();
+        for (name, kind, help, value) in rows {
+            // Writing to a String cannot fail.
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                value.load(Relaxed)
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,23 @@
+//! `/healthz` and `/metrics`.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use actix_web::{web, HttpResponse};
+
+use crate::startup::AppState;
+
+pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    if state.shutting_down.load(Relaxed) {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("shutting down")
+    } else {
+        HttpResponse::Ok().content_type("text/plain").body("ok")
+    }
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}

@@ -1,0 +1,75 @@
+//! `POST /a/message/new` and `POST /a/message/updates` (the long poll).
+
+use std::time::Instant;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::read_form;
+use crate::auth::CurrentUser;
+use crate::domain::{is_local_path, MessageBody};
+use crate::error::AppError;
+use crate::startup::AppState;
+use crate::templates::build_message;
+
+pub async fn post_message(
+    req: HttpRequest,
+    CurrentUser(login): CurrentUser,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let form = read_form(&req, &body)?;
+    state.xsrf.check_request(&req, &form, &login.id)?;
+    let next = match form.get_non_empty("next") {
+        Some(next) if !is_local_path(next) => {
+            return Err(AppError::BadRequest("next must be a local path".into()))
+        }
+        next => next,
+    };
+    let raw_body = form
+        .get("body")
+        .ok_or_else(|| AppError::BadRequest("missing argument body".into()))?;
+    let text = MessageBody::parse(raw_body, state.settings.room.max_message_chars)?;
+    state
+        .rate
+        .check(&login.id, Instant::now())
+        .map_err(|wait| AppError::RateLimited {
+            retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+        })?;
+    let message =
+        build_message(&state.templates, &login.name, text.as_str()).map_err(AppError::internal)?;
+    let entry = state
+        .hub
+        .publish(message)
+        .await
+        .map_err(|_| AppError::ShuttingDown)?;
+    tracing::debug!(user = %login.name, id = %entry.message.id, "message posted");
+    Ok(match next {
+        Some(next) => HttpResponse::Found()
+            .insert_header((header::LOCATION, next))
+            .finish(),
+        None => HttpResponse::Ok()
+            .content_type("application/json")
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(entry.json.clone().into_bytes()),
+    })
+}
+
+pub async fn poll_updates(
+    req: HttpRequest,
+    CurrentUser(login): CurrentUser,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let form = read_form(&req, &body)?;
+    state.xsrf.check_request(&req, &form, &login.id)?;
+    let cursor = form.get_non_empty("cursor").map(str::to_owned);
+    let frame = state
+        .hub
+        .poll(cursor, state.settings.room.poll_timeout())
+        .await;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(frame.into_bytes()))
+}

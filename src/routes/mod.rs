@@ -1,0 +1,57 @@
+//! The route table, used by the server and the tests alike.
+
+mod auth;
+mod health;
+mod message;
+mod page;
+
+use std::path::Path;
+
+use actix_files::Files;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{web, HttpRequest};
+
+use crate::error::AppError;
+use crate::form::FormFields;
+use crate::startup::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, static_dir: &Path) {
+    let form_limit = state.settings.room.form_limit_bytes();
+    cfg.app_data(state)
+        // Bodies over this are refused with 413 before they are read in full.
+        .app_data(web::PayloadConfig::new(form_limit))
+        .route("/", web::get().to(page::show_chat))
+        .route("/auth/login", web::get().to(auth::log_in))
+        .route("/auth/logout", web::get().to(auth::log_out))
+        .route("/a/message/new", web::post().to(message::post_message))
+        .route("/a/message/updates", web::post().to(message::poll_updates))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/metrics", web::get().to(health::metrics))
+        .service(
+            web::scope("/static")
+                // The page links static files with `?v=<content hash>`, so a day is safe.
+                .wrap(DefaultHeaders::new().add(("Cache-Control", "public, max-age=86400")))
+                .service(
+                    Files::new("", static_dir)
+                        .use_etag(true)
+                        .use_last_modified(true),
+                ),
+        );
+}
+
+/// Reads a POST body as a urlencoded form; other content types are refused.
+fn read_form(req: &HttpRequest, body: &[u8]) -> Result<FormFields, AppError> {
+    if let Some(content_type) = req.headers().get(actix_web::http::header::CONTENT_TYPE) {
+        let essence = content_type
+            .to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim();
+        if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(AppError::UnsupportedMediaType);
+        }
+    }
+    Ok(FormFields::parse(body)?)
+}

@@ -1,0 +1,79 @@
+//! `GET /`: the chat page.
+
+use actix_web::cookie::Cookie;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::auth::{CurrentUser, Login};
+use crate::error::AppError;
+use crate::startup::AppState;
+use crate::templates::IndexPage;
+use crate::xsrf;
+
+pub async fn show_chat(
+    req: HttpRequest,
+    user: Option<CurrentUser>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let Some(CurrentUser(login)) = user else {
+        return Ok(redirect_to_login(&req));
+    };
+    let snapshot = state
+        .hub
+        .snapshot()
+        .await
+        .map_err(|_| AppError::ShuttingDown)?;
+    let (token, new_cookie) = page_token(&req, &state, &login);
+    let html = state
+        .templates
+        .render_index(&IndexPage {
+            user: &login.name,
+            messages: snapshot
+                .entries
+                .iter()
+                .map(|e| e.message.html.as_str())
+                .collect(),
+            cursor: &snapshot.cursor,
+            xsrf: &token,
+        })
+        .map_err(AppError::internal)?;
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"));
+    if let Some(cookie) = new_cookie {
+        response.cookie(cookie);
+    }
+    Ok(response.body(html))
+}
+
+/// 302 to the login page, coming back here afterwards (as Tornado's `@authenticated`).
+fn redirect_to_login(req: &HttpRequest) -> HttpResponse {
+    let here = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let next: String = form_urlencoded::byte_serialize(here.as_bytes()).collect();
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, format!("/auth/login?next={next}")))
+        .finish()
+}
+
+/// The XSRF token for the page's form: the browser's `_xsrf` cookie when it is valid for
+/// this login, else a new one (and the cookie to set).
+fn page_token(
+    req: &HttpRequest,
+    state: &AppState,
+    login: &Login,
+) -> (String, Option<Cookie<'static>>) {
+    if let Some(cookie) = req.cookie(xsrf::COOKIE_NAME) {
+        if state.xsrf.is_valid(&login.id, cookie.value()) {
+            return (cookie.value().to_owned(), None);
+        }
+    }
+    let token = state.xsrf.issue(&login.id);
+    let security = &state.settings.security;
+    let cookie = xsrf::cookie(
+        token.clone(),
+        security.cookie_secure,
+        security.cookie_max_age_days,
+    );
+    (token, Some(cookie))
+}

@@ -1,0 +1,173 @@
+//! XSRF tokens: issued and checked here and nowhere else.
+//!
+//! A token is `hex(nonce)-hex(mac)` where `mac = HMAC-SHA256(key, login_id || nonce)`,
+//! truncated to 128 bits. It is bound to the server secret and to one login, so a pair an
+//! attacker made up (a cookie planted from a sibling subdomain plus the same form value), a
+//! tampered token, or another login's token never passes. Like Tornado, a request must
+//! also carry the `_xsrf` cookie, equal to the token it submits (double submit).
+
+use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
+use actix_web::HttpRequest;
+use hmac::{Mac, SimpleHmac};
+use rand::RngCore;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::error::AppError;
+use crate::form::FormFields;
+
+pub const COOKIE_NAME: &str = "_xsrf";
+pub const FIELD_NAME: &str = "_xsrf";
+const HEADER_NAMES: [&str; 2] = ["x-xsrftoken", "x-csrftoken"];
+const NONCE_BYTES: usize = 16;
+const MAC_BYTES: usize = 16;
+
+type HmacSha256 = SimpleHmac<Sha256>;
+
+/// The key tokens are signed with, derived from the cookie secret for this purpose only.
+#[derive(Clone)]
+pub struct XsrfKey([u8; 32]);
+
+impl XsrfKey {
+    pub fn derive(secret: &[u8]) -> Self {
+        let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+        mac.update(b"chatdemo xsrf token key v1");
+        Self(mac.finalize().into_bytes().into())
+    }
+
+    /// A fresh token for the login `login_id`.
+    pub fn issue(&self, login_id: &str) -> String {
+        let mut nonce = [0u8; NONCE_BYTES];
+        rand::rng().fill_bytes(&mut nonce);
+        format!(
+            "{}-{}",
+            hex::encode(nonce),
+            hex::encode(self.mac(login_id, &nonce))
+        )
+    }
+
+    /// Whether `token` was issued by this server for `login_id`.
+    pub fn is_valid(&self, login_id: &str, token: &str) -> bool {
+        let Some((nonce_hex, mac_hex)) = token.split_once('-') else {
+            return false;
+        };
+        let (Ok(nonce), Ok(mac)) = (hex::decode(nonce_hex), hex::decode(mac_hex)) else {
+            return false;
+        };
+        nonce.len() == NONCE_BYTES
+            && mac.len() == MAC_BYTES
+            && bool::from(self.mac(login_id, &nonce).ct_eq(&mac[..]))
+    }
+
+    /// The check every state-changing request passes: a submitted token, equal to the
+    /// `_xsrf` cookie, issued for this login.
+    pub fn check(
+        &self,
+        login_id: &str,
+        cookie: Option<&str>,
+        submitted: Option<&str>,
+    ) -> Result<(), AppError> {
+        let submitted =
+            submitted.ok_or(AppError::Forbidden("'_xsrf' argument missing from POST"))?;
+        let cookie = cookie.ok_or(AppError::Forbidden("'_xsrf' cookie missing"))?;
+        if !bool::from(cookie.as_bytes().ct_eq(submitted.as_bytes())) {
+            return Err(AppError::Forbidden(
+                "XSRF cookie does not match POST argument",
+            ));
+        }
+        if !self.is_valid(login_id, submitted) {
+            return Err(AppError::Forbidden("invalid XSRF token"));
+        }
+        Ok(())
+    }
+
+    /// `check` over an HTTP request: the token comes from the form field `_xsrf`, else the
+    /// `X-Xsrftoken` or `X-Csrftoken` header.
+    pub fn check_request(
+        &self,
+        req: &HttpRequest,
+        form: &FormFields,
+        login_id: &str,
+    ) -> Result<(), AppError> {
+        let submitted = form.get_non_empty(FIELD_NAME).or_else(|| {
+            HEADER_NAMES.iter().find_map(|name| {
+                req.headers()
+                    .get(*name)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| !v.is_empty())
+            })
+        });
+        let cookie = req.cookie(COOKIE_NAME);
+        self.check(login_id, cookie.as_ref().map(Cookie::value), submitted)
+    }
+
+    fn mac(&self, login_id: &str, nonce: &[u8]) -> [u8; MAC_BYTES] {
+        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(login_id.as_bytes());
+        mac.update(&[0]);
+        mac.update(nonce);
+        let full = mac.finalize().into_bytes();
+        let mut out = [0u8; MAC_BYTES];
+        out.copy_from_slice(&full[..MAC_BYTES]);
+        out
+    }
+}
+
+/// The `_xsrf` cookie: readable by the page's script (not HttpOnly), lives as long as a login.
+pub fn cookie(token: String, secure: bool, max_age_days: u32) -> Cookie<'static> {
+    Cookie::build(COOKIE_NAME, token)
+        .path("/")
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .http_only(false)
+        .max_age(CookieDuration::days(max_age_days.into()))
+        .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> XsrfKey {
+        XsrfKey::derive(&[7u8; 64])
+    }
+
+    #[test]
+    fn issued_tokens_verify_for_their_login_only() {
+        let token = key().issue("login-a");
+        assert!(key().is_valid("login-a", &token));
+        assert!(!key().is_valid("login-b", &token));
+        assert!(!XsrfKey::derive(&[8u8; 64]).is_valid("login-a", &token));
+    }
+
+    #[test]
+    fn tampered_or_made_up_tokens_fail() {
+        let token = key().issue("login-a");
+        let mut tampered = token.clone().into_bytes();
+        let last = tampered.len() - 1;
+        tampered[last] = if tampered[last] == b'0' { b'1' } else { b'0' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        for bad in [
+            &tampered[..],
+            "",
+            "abc",
+            "abc-def",
+            &token[..10],
+            "2|00|00|0",
+        ] {
+            assert!(!key().is_valid("login-a", bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn check_needs_a_matching_cookie() {
+        let token = key().issue("me");
+        assert!(key().check("me", Some(&token), Some(&token)).is_ok());
+        assert!(key().check("me", None, Some(&token)).is_err());
+        assert!(key().check("me", Some(&token), None).is_err());
+        let other = key().issue("me");
+        assert!(key().check("me", Some(&other), Some(&token)).is_err());
+        // An attacker-chosen pair that matches itself still fails.
+        assert!(key().check("me", Some("abc"), Some("abc")).is_err());
+    }
+}

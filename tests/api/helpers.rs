@@ -1,0 +1,237 @@
+//! The test harness: the real application on port 0, and logged-in users with a real HTTP
+//! client (cookie jar, no redirect following, so redirects and cookies are visible).
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use chatdemo::{Application, Settings, ShutdownHandle};
+use reqwest::cookie::{CookieStore, Jar};
+use reqwest::redirect::Policy;
+use serde::Deserialize;
+
+/// A fixed secret, so tests can forge cookies the way an attacker with the key could.
+pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret-test-secret-test-secret-0123";
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        chatdemo::telemetry::init();
+    }
+});
+
+pub struct TestApp {
+    pub address: String,
+    /// Used by the WebSocket tests.
+    #[allow(dead_code)]
+    pub port: u16,
+    pub shutdown: ShutdownHandle,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+pub struct Msg {
+    pub id: String,
+    pub from: String,
+    pub body: String,
+    pub html: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Batch {
+    pub messages: Vec<Msg>,
+    #[serde(default)]
+    pub reset: bool,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Spawns the app with test settings (port 0, two workers, no rate limit in the way)
+    /// after `adjust` has had its say.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> Self {
+        LazyLock::force(&TRACING);
+        let mut settings = Settings::defaults();
+        settings.server.port = 0;
+        settings.server.workers = 2;
+        settings.security.cookie_secret = chatdemo::config::Secret::new(TEST_SECRET.into());
+        settings.room.rate_burst = 100_000;
+        settings.room.rate_per_sec = 100_000.0;
+        adjust(&mut settings);
+        let app = Application::build(settings).await.expect("app builds");
+        let port = app.port();
+        let shutdown = app.shutdown_handle();
+        let server = tokio::spawn(app.run_until_stopped());
+        Self {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            shutdown,
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// A client with no login and no cookies.
+    pub fn anonymous(&self) -> TestUser {
+        let jar = Arc::new(Jar::default());
+        TestUser {
+            client: client(jar.clone()),
+            jar,
+            base: self.address.clone(),
+        }
+    }
+
+    /// Logs in (as `name`, or a random user) and returns the user's client.
+    pub async fn login(&self, name: Option<&str>) -> TestUser {
+        let user = self.anonymous();
+        let path = match name {
+            Some(name) => format!("/auth/login?name={}", urlencode(name)),
+            None => "/auth/login".to_owned(),
+        };
+        let response = user.get(&path).await;
+        assert_eq!(response.status(), 302, "login redirects");
+        user
+    }
+
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("metric {name} in {text}"))
+    }
+
+    /// Waits until `metric` reads `want`, or panics after `limit`.
+    pub async fn wait_for_metric(&self, metric: &str, want: u64, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let value = self.metric(metric).await;
+            if value == want {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{metric} stayed at {value}, wanted {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub fn client(jar: Arc<Jar>) -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_provider(jar)
+        .redirect(Policy::none())
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap()
+}
+
+pub fn urlencode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+pub struct TestUser {
+    pub client: reqwest::Client,
+    pub jar: Arc<Jar>,
+    pub base: String,
+}
+
+impl TestUser {
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        let url = self.base.parse().unwrap();
+        let header = self.jar.cookies(&url)?;
+        header.to_str().unwrap().split("; ").find_map(|pair| {
+            let (n, v) = pair.split_once('=')?;
+            (n == name).then(|| v.trim_matches('"').to_owned())
+        })
+    }
+
+    pub fn xsrf(&self) -> String {
+        self.cookie("_xsrf").expect("an _xsrf cookie")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// POSTs `body` as a urlencoded form, exactly as given.
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(format!("{}{}", self.base, path))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        self.post_raw(path, body).await
+    }
+
+    /// Posts a message with this user's XSRF token.
+    pub async fn say(&self, text: &str) -> reqwest::Response {
+        let xsrf = self.xsrf();
+        self.post_form("/a/message/new", &[("body", text), ("_xsrf", &xsrf)])
+            .await
+    }
+
+    /// Posts a message that must be accepted; returns it.
+    pub async fn say_ok(&self, text: &str) -> Msg {
+        let response = self.say(text).await;
+        assert_eq!(response.status(), 200, "posting {text:?}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn poll(&self, cursor: Option<&str>) -> reqwest::Response {
+        let xsrf = self.xsrf();
+        let mut fields = vec![("_xsrf", xsrf.as_str())];
+        if let Some(cursor) = cursor {
+            fields.push(("cursor", cursor));
+        }
+        self.post_form("/a/message/updates", &fields).await
+    }
+
+    pub async fn poll_ok(&self, cursor: Option<&str>) -> Batch {
+        let response = self.poll(cursor).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    pub async fn page(&self) -> String {
+        let response = self.get("/").await;
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+}
+
+/// The `data-cursor` of the page's inbox.
+pub fn page_cursor(html: &str) -> String {
+    let start = html.find("data-cursor=\"").expect("inbox has a cursor") + "data-cursor=\"".len();
+    html[start..][..html[start..].find('"').unwrap()].to_owned()
+}
+
+/// The message ids rendered in the page's inbox, in order.
+pub fn page_message_ids(html: &str) -> Vec<String> {
+    html.match_indices("<div class=\"message\" id=\"m")
+        .map(|(i, m)| {
+            let rest = &html[i + m.len()..];
+            rest[..rest.find('"').unwrap()].to_owned()
+        })
+        .collect()
+}

@@ -1,0 +1,101 @@
+use crate::helpers::{page_cursor, page_message_ids, TestApp};
+
+#[tokio::test]
+async fn the_page_shows_the_user_the_form_and_the_cached_messages() {
+    let app = TestApp::spawn().await;
+    let user = app.login(Some("Carol")).await;
+    let first = user.say_ok("first <b>bold</b>").await;
+    let second = user.say_ok("second").await;
+    let response = user.get("/").await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let page = response.text().await.unwrap();
+    assert!(page.contains("<b id=\"user\">Carol</b>"));
+    assert!(page.contains("href=\"/auth/logout\""));
+    assert!(page.contains("action=\"/a/message/new\" method=\"post\""));
+    assert!(page.contains("name=\"body\""));
+    assert!(page.contains("<input type=\"hidden\" name=\"next\" value=\"/\">"));
+    assert!(page.contains(&format!("name=\"_xsrf\" value=\"{}\"", user.xsrf())));
+    // Each message exactly as its html, oldest first, and the newest id as the cursor.
+    assert!(page.contains(&format!("{}{}", first.html, second.html)));
+    assert!(!page.contains("<b>bold</b>"), "bodies are escaped");
+    assert_eq!(
+        page_message_ids(&page),
+        [first.id.clone(), second.id.clone()]
+    );
+    assert_eq!(page_cursor(&page), second.id);
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers() {
+    let app = TestApp::spawn().await;
+    let user = app.login(None).await;
+    let response = user.get("/").await;
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    for directive in [
+        "script-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+    ] {
+        assert!(csp.contains(directive), "{directive} in {csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+}
+
+#[tokio::test]
+async fn static_files_are_served_with_cache_headers() {
+    let app = TestApp::spawn().await;
+    let user = app.anonymous();
+    for (path, kind) in [
+        ("/static/chat.js", "javascript"),
+        ("/static/chat.css", "text/css"),
+    ] {
+        let response = user.get(path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .contains(kind),
+            "{path}"
+        );
+        assert!(
+            response.headers()["cache-control"]
+                .to_str()
+                .unwrap()
+                .contains("max-age"),
+            "{path}"
+        );
+        assert!(response.headers().contains_key("etag"), "{path}");
+    }
+    assert_eq!(user.get("/static/nothing.js").await.status(), 404);
+    assert_eq!(user.get("/static/../Cargo.toml").await.status(), 404);
+}
+
+#[tokio::test]
+async fn health_and_metrics_report_the_room() {
+    let app = TestApp::spawn().await;
+    let health = app.anonymous().get("/healthz").await;
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap(), "ok");
+    let user = app.login(None).await;
+    user.say_ok("one").await;
+    user.say_ok("two").await;
+    let text = app.anonymous().get("/metrics").await.text().await.unwrap();
+    for name in [
+        "chatdemo_connected_sockets",
+        "chatdemo_waiting_polls",
+        "chatdemo_messages_posted_total",
+        "chatdemo_messages_delivered_total",
+    ] {
+        assert!(text.contains(&format!("# TYPE {name}")), "{name} in {text}");
+    }
+    assert_eq!(app.metric("chatdemo_messages_posted_total").await, 2);
+}

@@ -1,0 +1,149 @@
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn a_post_answers_the_message_with_keys_in_order() {
+    let app = TestApp::spawn().await;
+    let user = app.login(Some("Dora")).await;
+    let response = user.say("  hello\r\nworld  ").await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let text = response.text().await.unwrap();
+    let keys: Vec<usize> = ["\"id\"", "\"from\"", "\"body\"", "\"html\""]
+        .iter()
+        .map(|k| text.find(k).unwrap_or_else(|| panic!("{k} in {text}")))
+        .collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "key order in {text}");
+    let message: crate::helpers::Msg = serde_json::from_str(&text).unwrap();
+    assert_eq!(message.from, "Dora");
+    assert_eq!(message.body, "hello\nworld");
+    assert_eq!(
+        message.html,
+        format!(
+            "<div class=\"message\" id=\"m{}\"><b>Dora: </b>hello\nworld</div>",
+            message.id
+        )
+    );
+    assert!(message
+        .id
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() || c == '-'));
+}
+
+#[tokio::test]
+async fn the_sender_name_comes_from_the_login_not_the_request() {
+    let app = TestApp::spawn().await;
+    let user = app.login(Some("Eve")).await;
+    let xsrf = user.xsrf();
+    let response = user
+        .post_form(
+            "/a/message/new",
+            &[("body", "hi"), ("from", "Admin"), ("_xsrf", &xsrf)],
+        )
+        .await;
+    let message: crate::helpers::Msg = response.json().await.unwrap();
+    assert_eq!(message.from, "Eve");
+}
+
+#[tokio::test]
+async fn html_is_escaped_and_only_web_urls_become_links() {
+    let app = TestApp::spawn().await;
+    let user = app.login(Some("Finn")).await;
+    let message = user
+        .say_ok("<img src=x onerror=alert(1)> see https://example.com/a?b=1&c=2 and www.rust-lang.org, not javascript:alert(1)")
+        .await;
+    assert!(
+        message.html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{}",
+        message.html
+    );
+    assert!(message.html.contains(
+        "<a href=\"https://example.com/a?b=1&amp;c=2\" rel=\"nofollow noopener\">https://example.com/a?b=1&amp;c=2</a>"
+    ));
+    assert!(message.html.contains(
+        "<a href=\"http://www.rust-lang.org\" rel=\"nofollow noopener\">www.rust-lang.org</a>,"
+    ));
+    assert!(!message.html.contains("href=\"javascript"));
+    assert_eq!(message.html.matches("<a ").count(), 2);
+}
+
+#[tokio::test]
+async fn a_post_with_next_redirects_there_for_forms_without_javascript() {
+    let app = TestApp::spawn().await;
+    let user = app.login(None).await;
+    let xsrf = user.xsrf();
+    let response = user
+        .post_form(
+            "/a/message/new",
+            &[("body", "no js"), ("next", "/"), ("_xsrf", &xsrf)],
+        )
+        .await;
+    assert_eq!(response.status(), 302);
+    assert_eq!(response.headers()["location"], "/");
+    let page = user.page().await;
+    assert!(page.contains("</b>no js</div>"));
+}
+
+#[tokio::test]
+async fn an_off_site_next_is_refused_and_nothing_is_posted() {
+    let app = TestApp::spawn().await;
+    let user = app.login(None).await;
+    let xsrf = user.xsrf();
+    for next in [
+        "https://evil.example/",
+        "//evil.example",
+        "/\\evil.example",
+        "evil",
+        "/\r\nx",
+    ] {
+        let response = user
+            .post_form(
+                "/a/message/new",
+                &[("body", "redirect me"), ("next", next), ("_xsrf", &xsrf)],
+            )
+            .await;
+        assert_eq!(response.status(), 400, "next={next:?}");
+    }
+    assert_eq!(app.metric("chatdemo_messages_posted_total").await, 0);
+}
+
+#[tokio::test]
+async fn posting_without_login_is_forbidden_not_redirected() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .anonymous()
+        .post_form("/a/message/new", &[("body", "hi")])
+        .await;
+    assert_eq!(response.status(), 403);
+    let response = app.anonymous().post_form("/a/message/updates", &[]).await;
+    assert_eq!(response.status(), 403);
+}
+
+#[tokio::test]
+async fn a_flood_from_one_user_is_rate_limited_without_touching_others() {
+    let app = TestApp::spawn_with(|s| {
+        s.room.rate_burst = 3;
+        s.room.rate_per_sec = 0.5;
+    })
+    .await;
+    let flooder = app.login(None).await;
+    for i in 0..3 {
+        flooder.say_ok(&format!("burst {i}")).await;
+    }
+    let response = flooder.say("one too many").await;
+    assert_eq!(response.status(), 429);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    let error: serde_json::Value = response.json().await.unwrap();
+    assert!(error["error"].is_string());
+    // Someone else still posts, and the refused message is nowhere.
+    app.login(None).await.say_ok("still here").await;
+    assert_eq!(app.metric("chatdemo_messages_posted_total").await, 4);
+    assert!(!flooder.page().await.contains("one too many"));
+}

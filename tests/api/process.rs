@@ -1,0 +1,284 @@
+//! The real binary as a separate process: startup on the embedded config, SIGTERM, and
+//! 10,000 concurrent held polls (a separate process, so client and server sockets do not
+//! share one open-file limit).
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+use crate::helpers::{client, TestApp};
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    /// Starts the binary on a free port with `env` set, and reads the port from its log.
+    async fn start(env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chatdemo"));
+        command
+            .args(["--port", "0"])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("the binary starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(rest) = line.split("port=").nth(1) {
+                    return rest.split_whitespace().next().unwrap().parse().unwrap();
+                }
+            }
+            panic!("the server exited before listening");
+        })
+        .await
+        .expect("the server logs its port");
+        // Keep draining the log so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    fn terminate(&self) {
+        let pid = self.child.id().expect("still running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+/// Logs in through the real server and returns (cookie header, xsrf token).
+async fn login(server: &Server) -> (String, String) {
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let http = client(jar.clone());
+    let response = http.get(server.url("/auth/login")).send().await.unwrap();
+    assert_eq!(response.status(), 302);
+    use reqwest::cookie::CookieStore;
+    let cookies = jar.cookies(&server.url("/").parse().unwrap()).unwrap();
+    let cookies = cookies.to_str().unwrap().to_owned();
+    let xsrf = cookies
+        .split("; ")
+        .find_map(|c| c.strip_prefix("_xsrf="))
+        .unwrap()
+        .to_owned();
+    (cookies, xsrf)
+}
+
+fn raw_request(port: u16, path: &str, cookies: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookies}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test]
+async fn sigterm_answers_held_polls_and_exits_within_seconds() {
+    let mut server = Server::start(&[]).await;
+    let (cookies, xsrf) = login(&server).await;
+    let http = reqwest::Client::new();
+    let poll = http
+        .post(server.url("/a/message/updates"))
+        .header("Cookie", &cookies)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("_xsrf={xsrf}"))
+        .send();
+    let poll = tokio::spawn(poll);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    server.terminate();
+    let response = tokio::time::timeout(Duration::from_secs(5), poll)
+        .await
+        .expect("the held poll is answered on shutdown, not after 25 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), r#"{"messages":[]}"#);
+    let status = tokio::time::timeout(Duration::from_secs(8), server.child.wait())
+        .await
+        .expect("the process exits within a few seconds")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+}
+
+#[tokio::test]
+async fn shutdown_in_process_releases_held_polls() {
+    let app = TestApp::spawn().await;
+    let user = app.login(None).await;
+    let held: Vec<_> = (0..20)
+        .map(|_| {
+            let user_client = user.client.clone();
+            let url = app.url("/a/message/updates");
+            let xsrf = user.xsrf();
+            tokio::spawn(async move {
+                user_client
+                    .post(url)
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .body(format!("_xsrf={xsrf}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    app.wait_for_metric("chatdemo_waiting_polls", 20, Duration::from_secs(5))
+        .await;
+    let started = Instant::now();
+    app.shutdown.shutdown().await;
+    for poll in held {
+        assert_eq!(poll.await.unwrap(), r#"{"messages":[]}"#);
+    }
+    tokio::time::timeout(Duration::from_secs(5), app.server)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_bad_configuration_stops_the_start_naming_the_key() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chatdemo"))
+        .env("CHATDEMO_ROOM__CACHE_SIZE", "many")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("room.cache_size"), "{stderr}");
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chatdemo"))
+        .env("CHATDEMO_SECURITY__COOKIE_SECRET", "short")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("64"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_held_polls_all_get_the_next_message_and_then_leave_nothing() {
+    const POLLS: usize = 10_000;
+    // actix-web does not tell a handler that its client left (actix-web#3462), so an
+    // abandoned poll ends at its hold time; keep that short enough for the test to see.
+    let server = Server::start(&[("CHATDEMO_ROOM__POLL_TIMEOUT_SECS", "20")]).await;
+    let started = Instant::now();
+    let (cookies, xsrf) = login(&server).await;
+    let request = raw_request(
+        server.port,
+        "/a/message/updates",
+        &cookies,
+        &format!("_xsrf={xsrf}"),
+    );
+    let mut streams = Vec::with_capacity(POLLS);
+    for _ in 0..POLLS {
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        streams.push(stream);
+    }
+    let metrics = || async {
+        reqwest::get(server.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !metrics()
+        .await
+        .contains(&format!("chatdemo_waiting_polls {POLLS}"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "all polls held: {}",
+            metrics().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("{POLLS} polls held after {:?}", started.elapsed());
+    // The room is not stalled: a post goes through and every poll gets it.
+    let post = raw_request(
+        server.port,
+        "/a/message/new",
+        &cookies,
+        &format!("body=to+all&_xsrf={xsrf}"),
+    );
+    let mut poster = TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    poster.write_all(post.as_bytes()).await.unwrap();
+    let mut answered = 0;
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buffer.ends_with(b"]}") {
+                    let n = stream.read(&mut chunk).await.unwrap();
+                    assert!(n > 0, "connection closed early");
+                    buffer.extend_from_slice(&chunk[..n]);
+                }
+                String::from_utf8(buffer).unwrap()
+            })
+        })
+        .collect();
+    for reader in readers {
+        let text = tokio::time::timeout(Duration::from_secs(60), reader)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.contains("to all"), "{text}");
+        answered += 1;
+    }
+    assert_eq!(answered, POLLS);
+
+    // Now 10,000 polls that are abandoned: the server must not keep them.
+    let mut abandoned = Vec::with_capacity(POLLS);
+    for _ in 0..POLLS {
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        abandoned.push(stream);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !metrics()
+        .await
+        .contains(&format!("chatdemo_waiting_polls {POLLS}"))
+    {
+        assert!(Instant::now() < deadline, "all polls held");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("{POLLS} more polls held after {:?}", started.elapsed());
+    drop(abandoned);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !metrics().await.contains("chatdemo_waiting_polls 0") {
+        assert!(
+            Instant::now() < deadline,
+            "abandoned polls are dropped: {}",
+            metrics().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
