@@ -25,6 +25,8 @@ pub enum AppError {
     UnsupportedMediaType,
     #[error("too many messages; wait {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    #[error("too many open sockets for this login")]
+    TooManySockets,
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("internal error")]
@@ -48,7 +50,7 @@ impl ResponseError for AppError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::BadRequest(_) | Self::Input(_) | Self::Form(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::TooManySockets => StatusCode::TOO_MANY_REQUESTS,
             Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -22,6 +22,7 @@ use crate::hub::{HubConfig, HubHandle};
 use crate::metrics::Metrics;
 use crate::rate::RateLimiter;
 use crate::routes;
+use crate::socket::SocketLimits;
 use crate::templates::{TemplateError, Templates};
 use crate::xsrf::XsrfKey;
 
@@ -30,7 +31,10 @@ use crate::xsrf::XsrfKey;
 const SHUTDOWN_TIMEOUT_SECS: u64 = 3;
 
 /// Frames a WebSocket may fall behind before it is disconnected as too slow.
-const SOCKET_BACKLOG: usize = 1024;
+const SOCKET_BACKLOG: usize = 256;
+
+/// WebSockets one login may hold open at once (tabs, devices); more get 429.
+const SOCKETS_PER_LOGIN: usize = 64;
 
 /// Everything the handlers share, built once for all workers.
 pub struct AppState {
@@ -40,6 +44,9 @@ pub struct AppState {
     pub xsrf: XsrfKey,
     pub rate: RateLimiter,
     pub metrics: Arc<Metrics>,
+    pub socket_limits: SocketLimits,
+    /// Frames a socket may fall behind the room before it is dropped as too slow.
+    pub socket_backlog: usize,
     /// Set when shutdown starts: `/healthz` answers 503 from then on.
     pub shutting_down: AtomicBool,
     /// Requests being served now (held polls included; upgraded sockets count separately).
@@ -93,6 +100,8 @@ impl Application {
             hub,
             templates,
             metrics,
+            socket_limits: SocketLimits::new(SOCKETS_PER_LOGIN),
+            socket_backlog: SOCKET_BACKLOG,
             shutting_down: AtomicBool::new(false),
             in_flight: AtomicU64::new(0),
             settings,

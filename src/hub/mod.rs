@@ -36,6 +36,8 @@ pub struct Snapshot {
 pub struct Subscription {
     /// What came after the client's cursor, if anything: to be sent first.
     pub replay: Option<Frame>,
+    /// How many messages `replay` holds.
+    pub replayed: usize,
     /// Every message posted from now on. A receiver that falls more than the channel's
     /// capacity behind gets `Lagged`: it is too slow and should be disconnected.
     pub feed: broadcast::Receiver<Frame>,

@@ -64,12 +64,16 @@ impl Room {
             Command::Poll { cursor, reply } => self.poll(cursor.as_deref(), reply),
             Command::Subscribe { cursor, reply } => {
                 if let Some(sockets) = &self.sockets {
-                    let replay = match self.cache.since(cursor.as_deref()) {
-                        Since::Wait => None,
-                        Since::Messages { entries, reset } => Some(frame::batch(&entries, reset)),
+                    let (replay, replayed) = match self.cache.since(cursor.as_deref()) {
+                        Since::Wait => (None, 0),
+                        Since::Messages { entries, reset } => {
+                            (Some(frame::batch(&entries, reset)), entries.len())
+                        }
                     };
+                    // Subscribing in the same step as the replay: nothing falls in between.
                     let _ = reply.send(Subscription {
                         replay,
+                        replayed,
                         feed: sockets.subscribe(),
                     });
                 }

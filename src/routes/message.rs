@@ -1,16 +1,14 @@
 //! `POST /a/message/new` and `POST /a/message/updates` (the long poll).
 
-use std::time::Instant;
-
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::read_form;
 use crate::auth::CurrentUser;
-use crate::domain::{is_local_path, MessageBody};
+use crate::domain::is_local_path;
 use crate::error::AppError;
+use crate::posting::post_message as post_message_to_room;
 use crate::startup::AppState;
-use crate::templates::build_message;
 
 pub async fn post_message(
     req: HttpRequest,
@@ -29,21 +27,7 @@ pub async fn post_message(
     let raw_body = form
         .get("body")
         .ok_or_else(|| AppError::BadRequest("missing argument body".into()))?;
-    let text = MessageBody::parse(raw_body, state.settings.room.max_message_chars)?;
-    state
-        .rate
-        .check(&login.id, Instant::now())
-        .map_err(|wait| AppError::RateLimited {
-            retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-        })?;
-    let message =
-        build_message(&state.templates, &login.name, text.as_str()).map_err(AppError::internal)?;
-    let entry = state
-        .hub
-        .publish(message)
-        .await
-        .map_err(|_| AppError::ShuttingDown)?;
-    tracing::debug!(user = %login.name, id = %entry.message.id, "message posted");
+    let entry = post_message_to_room(&state, &login, raw_body).await?;
     Ok(match next {
         Some(next) => HttpResponse::Found()
             .insert_header((header::LOCATION, next))

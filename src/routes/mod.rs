@@ -4,6 +4,7 @@ mod auth;
 mod health;
 mod message;
 mod page;
+mod socket;
 
 use std::path::Path;
 
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, stati
         .route("/auth/logout", web::get().to(auth::log_out))
         .route("/a/message/new", web::post().to(message::post_message))
         .route("/a/message/updates", web::post().to(message::poll_updates))
+        .route("/a/message/socket", web::get().to(socket::open_socket))
         .route("/healthz", web::get().to(health::healthz))
         .route("/metrics", web::get().to(health::metrics))
         .service(

@@ -235,3 +235,95 @@ pub fn page_message_ids(html: &str) -> Vec<String> {
         })
         .collect()
 }
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl TestApp {
+    /// Opens `/a/message/socket` as `user` (cookies from the jar) with the given Origin.
+    pub async fn socket_with(
+        &self,
+        user: &TestUser,
+        cursor: Option<&str>,
+        origin: Option<&str>,
+    ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut url = format!("ws://127.0.0.1:{}/a/message/socket", self.port);
+        if let Some(cursor) = cursor {
+            url.push_str(&format!("?cursor={}", urlencode(cursor)));
+        }
+        let mut request = url.into_client_request().unwrap();
+        let cookies = user
+            .jar
+            .cookies(&self.address.parse().unwrap())
+            .map(|h| h.to_str().unwrap().to_owned());
+        if let Some(cookies) = cookies {
+            request
+                .headers_mut()
+                .insert("Cookie", cookies.parse().unwrap());
+        }
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("Origin", origin.parse().unwrap());
+        }
+        tokio_tungstenite::connect_async(request)
+            .await
+            .map(|(ws, _)| ws)
+    }
+
+    /// A same-origin socket that must open.
+    pub async fn socket(&self, user: &TestUser, cursor: Option<&str>) -> Ws {
+        self.socket_with(user, cursor, Some(&self.address))
+            .await
+            .expect("socket opens")
+    }
+}
+
+/// Reads frames until a `{"messages": ...}` one arrives (pings and pongs are skipped).
+pub async fn next_batch(ws: &mut Ws) -> Batch {
+    let text = next_text(ws).await;
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+pub async fn next_text(ws: &mut Ws) -> String {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("socket open")
+            .expect("no protocol error");
+        match message {
+            Message::Text(text) => return text.to_string(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+/// Reads until the server closes; returns the close code.
+pub async fn close_code(ws: &mut Ws) -> u16 {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("closed within 10 s")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => return frame.code.into(),
+            Some(Ok(Message::Close(None))) => return 1005,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("socket failed instead of closing: {e}"),
+            None => panic!("socket ended without a close frame"),
+        }
+    }
+}
+
+pub async fn send_text(ws: &mut Ws, text: &str) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(text))
+        .await
+        .unwrap();
+}

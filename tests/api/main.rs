@@ -9,4 +9,5 @@ mod page;
 mod polling;
 mod posting;
 mod process;
+mod socket;
 mod xsrf;

@@ -1,0 +1,71 @@
+//! `GET /a/message/socket`: the upgrade. Everything is checked before the 101: the login,
+//! the Origin (browsers send cookies on cross-site WebSocket handshakes and CORS does not
+//! apply, so this check is what stops cross-site WebSocket hijacking), and the cursor.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::auth::CurrentUser;
+use crate::error::AppError;
+use crate::form::FormFields;
+use crate::socket::{self, SocketConnection, SocketLimits};
+use crate::startup::AppState;
+use crate::xsrf;
+
+pub async fn open_socket(
+    req: HttpRequest,
+    body: web::Payload,
+    user: Option<CurrentUser>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let CurrentUser(login) = user.ok_or(AppError::Forbidden("login required"))?;
+    check_origin(&req, &state.settings.security.allowed_origins)?;
+    let query = FormFields::parse(req.query_string().as_bytes())?;
+    let cursor = query.get_non_empty("cursor").map(str::to_owned);
+    let slot = SocketLimits::acquire(&state, &login.id)?;
+    let subscription = state
+        .hub
+        .subscribe(cursor)
+        .await
+        .map_err(|_| AppError::ShuttingDown)?;
+    let (response, session, messages) =
+        actix_ws::handle(&req, body).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    let max_bytes = state.settings.websocket.max_frame_bytes;
+    let messages = messages
+        .max_frame_size(max_bytes)
+        .aggregate_continuations()
+        .max_continuation_size(max_bytes);
+    let xsrf_cookie = req.cookie(xsrf::COOKIE_NAME).map(|c| c.value().to_owned());
+    tracing::debug!(user = %login.name, "socket open");
+    actix_web::rt::spawn(socket::serve(SocketConnection {
+        state: state.clone(),
+        login,
+        xsrf_cookie,
+        session,
+        messages,
+        subscription,
+        slot,
+    }));
+    Ok(response)
+}
+
+/// The Origin must be this server's own (scheme, host and port as the request came in) or
+/// on the configured allowlist. Missing or `null` is refused.
+fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), AppError> {
+    let origin = req
+        .headers()
+        .get(actix_web::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(AppError::Forbidden("Origin header required"))?;
+    let info = req.connection_info();
+    let own = format!("{}://{}", info.scheme(), info.host());
+    let allowed =
+        origin.eq_ignore_ascii_case(&own) || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin));
+    if allowed {
+        Ok(())
+    } else {
+        tracing::info!(origin, "socket refused: foreign origin");
+        Err(AppError::Forbidden(
+            "cross-origin WebSockets are not allowed",
+        ))
+    }
+}

@@ -1,0 +1,296 @@
+//! One WebSocket connection: replay from the cursor, then the room's feed out and posts in,
+//! a heartbeat, and a close code for every way it can end.
+//!
+//! The loop never makes the room wait: the hub only drops a shared frame into a broadcast
+//! ring. A client that cannot keep up falls behind in the ring (or stalls our write) and is
+//! closed with 1013; it comes back with its cursor and misses nothing.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+use actix_ws::{
+    AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+use crate::auth::Login;
+use crate::error::AppError;
+use crate::hub::Subscription;
+use crate::posting::post_message;
+use crate::startup::AppState;
+
+/// How long one write may wait for a client before it counts as too slow.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames written in one go when several are waiting.
+const WRITE_BATCH: usize = 64;
+/// How often a blocked write looks at how far behind its client has fallen.
+const LAG_CHECK: Duration = Duration::from_millis(50);
+const TOO_SLOW: &str = "too slow; reconnect with your cursor";
+
+/// A post over the socket: exactly these keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostFrame {
+    body: String,
+    #[serde(rename = "_xsrf")]
+    xsrf: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ErrorFrame<'a> {
+    error: &'a str,
+}
+
+/// Sockets per login, so one client cannot hold an unbounded share of the server.
+pub struct SocketLimits {
+    per_login: usize,
+    open: Mutex<HashMap<String, usize>>,
+}
+
+/// A socket's place: counted per login and in the metrics until dropped.
+pub struct SocketSlot {
+    state: web::Data<AppState>,
+    login_id: String,
+}
+
+impl SocketLimits {
+    pub fn new(per_login: usize) -> Self {
+        Self {
+            per_login,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn acquire(state: &web::Data<AppState>, login_id: &str) -> Result<SocketSlot, AppError> {
+        let limits = &state.socket_limits;
+        let mut open = limits.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(login_id.to_owned()).or_insert(0);
+        if *count >= limits.per_login {
+            return Err(AppError::TooManySockets);
+        }
+        *count += 1;
+        state.metrics.sockets.fetch_add(1, Relaxed);
+        Ok(SocketSlot {
+            state: state.clone(),
+            login_id: login_id.to_owned(),
+        })
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        self.state.metrics.sockets.fetch_sub(1, Relaxed);
+        let mut open = self
+            .state
+            .socket_limits
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.login_id) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.login_id);
+            }
+        }
+    }
+}
+
+pub struct SocketConnection {
+    pub state: web::Data<AppState>,
+    pub login: Login,
+    /// The `_xsrf` cookie sent with the upgrade: posts must carry the same token.
+    pub xsrf_cookie: Option<String>,
+    pub session: Session,
+    pub messages: AggregatedMessageStream,
+    pub subscription: Subscription,
+    pub slot: SocketSlot,
+}
+
+/// How a connection ended, and what the client is told.
+enum End {
+    /// The client closed, or vanished.
+    ByClient,
+    Close(CloseCode, &'static str),
+    /// The client stopped reading: it cannot even take a close frame.
+    Stalled,
+}
+
+pub async fn serve(mut conn: SocketConnection) {
+    let end = run(&mut conn).await;
+    let SocketConnection {
+        session,
+        login,
+        slot,
+        state,
+        ..
+    } = conn;
+    match end {
+        End::ByClient => tracing::debug!(user = %login.name, "socket closed by client"),
+        End::Stalled => {
+            state.metrics.slow_disconnects.fetch_add(1, Relaxed);
+            tracing::info!(user = %login.name, "socket dropped: client not reading");
+        }
+        End::Close(code, reason) => {
+            if code == CloseCode::Again {
+                state.metrics.slow_disconnects.fetch_add(1, Relaxed);
+            }
+            tracing::debug!(user = %login.name, code = u16::from(code), reason, "closing socket");
+            let close = session.close(Some(CloseReason {
+                code,
+                description: Some(reason.to_owned()),
+            }));
+            let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+        }
+    }
+    drop(slot);
+}
+
+async fn run(conn: &mut SocketConnection) -> End {
+    let metrics = conn.state.metrics.clone();
+    if let Some(replay) = conn.subscription.replay.take() {
+        if !write(&mut conn.session, replay).await {
+            return End::Stalled;
+        }
+        metrics
+            .delivered
+            .fetch_add(conn.subscription.replayed as u64, Relaxed);
+    }
+    let backlog = conn.state.socket_backlog;
+    let ping_every = conn.state.settings.websocket.ping_interval();
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    let mut last_heard = Instant::now();
+
+    loop {
+        tokio::select! {
+            frame = conn.subscription.feed.recv() => {
+                let first = match frame {
+                    Ok(frame) => frame,
+                    Err(RecvError::Lagged(_)) => return End::Close(CloseCode::Again, TOO_SLOW),
+                    Err(RecvError::Closed) => return End::Close(CloseCode::Away, "server shutting down"),
+                };
+                // Take whatever else is already waiting, so a busy room costs fewer wake-ups.
+                let mut batch = vec![first];
+                while batch.len() < WRITE_BATCH {
+                    match conn.subscription.feed.try_recv() {
+                        Ok(frame) => batch.push(frame),
+                        Err(TryRecvError::Lagged(_)) => return End::Close(CloseCode::Again, TOO_SLOW),
+                        Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                    }
+                }
+                let count = batch.len() as u64;
+                for frame in batch {
+                    let feed = &conn.subscription.feed;
+                    if let Err(end) = write_from_feed(&mut conn.session, frame, feed, backlog).await {
+                        return end;
+                    }
+                }
+                metrics.delivered.fetch_add(count, Relaxed);
+            }
+            message = conn.messages.recv() => {
+                last_heard = Instant::now();
+                match message {
+                    None | Some(Ok(AggregatedMessage::Close(_))) => return End::ByClient,
+                    Some(Ok(AggregatedMessage::Text(text))) => {
+                        if let Some(end) = handle_post(conn, &text).await {
+                            return end;
+                        }
+                    }
+                    Some(Ok(AggregatedMessage::Binary(_))) => return End::Close(CloseCode::Unsupported, "binary frames are not supported"),
+                    Some(Ok(AggregatedMessage::Ping(payload))) => {
+                        if conn.session.pong(&payload).await.is_err() {
+                            return End::ByClient;
+                        }
+                    }
+                    Some(Ok(AggregatedMessage::Pong(_))) => {}
+                    Some(Err(ProtocolError::Overflow)) => return End::Close(CloseCode::Size, "message too big"),
+                    Some(Err(ProtocolError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        return End::Close(CloseCode::Invalid, "text is not valid UTF-8")
+                    }
+                    // actix-ws 0.4 reports fragments over `max_continuation_size` as this
+                    // plain I/O error rather than `Overflow`; it is the same offence.
+                    Some(Err(ProtocolError::Io(e))) if e.to_string().contains("maximum continuation size") => {
+                        return End::Close(CloseCode::Size, "message too big")
+                    }
+                    Some(Err(_)) => return End::Close(CloseCode::Protocol, "protocol error"),
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > ping_every * 2 {
+                    return End::Close(CloseCode::Away, "no answer to pings");
+                }
+                if conn.session.ping(b"").await.is_err() {
+                    return End::ByClient;
+                }
+            }
+        }
+    }
+}
+
+/// Writes one frame; false when the client has not taken it in time (or is gone).
+async fn write(session: &mut Session, frame: crate::hub::Frame) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, session.text(frame)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Writes a frame from the feed. While the client is not taking it, the feed keeps
+/// filling; once the client is a whole backlog behind it is too slow, and waiting out
+/// the write timeout would only hold its buffers longer.
+async fn write_from_feed(
+    session: &mut Session,
+    frame: crate::hub::Frame,
+    feed: &tokio::sync::broadcast::Receiver<crate::hub::Frame>,
+    backlog: usize,
+) -> Result<(), End> {
+    let lag_watch = async {
+        loop {
+            tokio::time::sleep(LAG_CHECK).await;
+            if feed.len() >= backlog {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        written = write(session, frame) => if written { Ok(()) } else { Err(End::Stalled) },
+        () = lag_watch => Err(End::Close(CloseCode::Again, TOO_SLOW)),
+    }
+}
+
+/// Handles a post frame. Bad frames get an error frame; a bad `_xsrf` ends the socket.
+async fn handle_post(conn: &mut SocketConnection, text: &str) -> Option<End> {
+    let post: PostFrame = match serde_json::from_str(text) {
+        Ok(post) => post,
+        Err(_) => {
+            return reply_error(conn, r#"expected {"body": "...", "_xsrf": "..."}"#).await;
+        }
+    };
+    let state = &conn.state;
+    if let Err(error) = state.xsrf.check(
+        &conn.login.id,
+        conn.xsrf_cookie.as_deref(),
+        post.xsrf.as_deref(),
+    ) {
+        tracing::info!(user = %conn.login.name, %error, "socket post refused");
+        return Some(End::Close(CloseCode::Policy, "missing or bad _xsrf"));
+    }
+    match post_message(state, &conn.login, &post.body).await {
+        // The sender gets its own message through the feed, like everyone else.
+        Ok(_) => None,
+        Err(AppError::ShuttingDown) => Some(End::Close(CloseCode::Away, "server shutting down")),
+        Err(error) => reply_error(conn, &error.to_string()).await,
+    }
+}
+
+async fn reply_error(conn: &mut SocketConnection, error: &str) -> Option<End> {
+    let frame = serde_json::to_string(&ErrorFrame { error }).expect("a string serialises");
+    if write(&mut conn.session, frame.into()).await {
+        None
+    } else {
+        Some(End::Stalled)
+    }
+}
