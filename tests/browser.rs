@@ -1,0 +1,353 @@
+//! Real-browser tests: Debian's Chromium driven through chromedriver (WebDriver), two users
+//! in two browser sessions, one of them without `WebSocket` so it must long-poll.
+//!
+//! Needs `chromium` and `chromedriver` on the PATH (`.ci/run` installs them). Without them
+//! the tests say so and pass, unless `CHATDEMO_REQUIRE_BROWSER` is set (as in CI), where a
+//! missing browser is a failure.
+
+#[allow(dead_code)]
+#[path = "api/helpers.rs"]
+mod helpers;
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use helpers::TestApp;
+use serde_json::{json, Value};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "chromedriver";
+
+/// chromedriver in its own process group: dropping this kills it and every Chromium it
+/// started, even when a test panics.
+struct Driver {
+    child: Child,
+    url: String,
+    profiles: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &group])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn browser_available() -> bool {
+    let found = std::path::Path::new(CHROMIUM).exists()
+        && Command::new(CHROMEDRIVER)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CHATDEMO_REQUIRE_BROWSER").is_none(),
+            "CHATDEMO_REQUIRE_BROWSER is set but chromium/chromedriver are missing"
+        );
+        eprintln!("skipping browser test: install chromium and chromium-driver to run it");
+    }
+    found
+}
+
+async fn start_driver() -> Driver {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("chromedriver starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "chromedriver listens");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        profiles: tempfile::tempdir().unwrap(),
+    }
+}
+
+/// A new browser with its own profile (so its own cookies).
+async fn browser(driver: &Driver, name: &str, javascript: bool) -> Client {
+    let profile = driver.profiles.path().join(name);
+    let mut options = json!({
+        "binary": CHROMIUM,
+        "args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            format!("--user-data-dir={}", profile.display()),
+        ],
+    });
+    if !javascript {
+        options["prefs"] = json!({"profile.managed_default_content_settings.javascript": 2});
+    }
+    let capabilities = json!({"browserName": "chrome", "goog:chromeOptions": options});
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities.as_object().unwrap().clone())
+        .connect(&driver.url)
+        .await
+        .expect("a browser session")
+}
+
+/// Chrome DevTools through chromedriver's vendor endpoint.
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({"cmd": self.cmd, "params": self.params}).to_string();
+        (http::Method::POST, Some(body))
+    }
+}
+
+/// Removes `WebSocket` before any page script runs, on every page of this browser.
+async fn remove_websocket(client: &Client) {
+    client
+        .issue_cmd(Cdp {
+            cmd: "Page.addScriptToEvaluateOnNewDocument",
+            params: json!({"source": "delete window.WebSocket;"}),
+        })
+        .await
+        .expect("CDP injection");
+}
+
+/// Waits until `script` (a function body) returns a truthy value; returns it.
+async fn wait_for(client: &Client, script: &str, what: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let value = client.execute(script, vec![]).await.unwrap_or(Value::Null);
+        let truthy = !matches!(&value, Value::Null | Value::Bool(false))
+            && value != json!("")
+            && value != json!(0);
+        if truthy {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what} (last: {value})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_for_transport(client: &Client, transport: &str, who: &str) {
+    let script = format!(
+        "var s = document.getElementById('status'); \
+         return s && s.getAttribute('data-transport') === '{transport}' \
+             && s.getAttribute('data-state') === 'connected';"
+    );
+    wait_for(
+        client,
+        &script,
+        &format!("{who} connected over {transport}"),
+    )
+    .await;
+}
+
+/// How many messages in the inbox have exactly this body text (after the name).
+fn count_script(text: &str) -> String {
+    format!(
+        "var want = {}; return Array.from(document.querySelectorAll('#inbox .message'))\
+         .filter(function (m) {{ return m.lastChild && m.lastChild.textContent === want; }}).length;",
+        json!(text)
+    )
+}
+
+async fn count(client: &Client, text: &str) -> u64 {
+    client
+        .execute(&count_script(text), vec![])
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap()
+}
+
+async fn wait_for_message(client: &Client, text: &str, who: &str) {
+    wait_for(
+        client,
+        &count_script(text),
+        &format!("{who} to show {text:?}"),
+    )
+    .await;
+}
+
+async fn type_and_send(client: &Client, text: &str) {
+    let input = client.find(Locator::Css("#message")).await.unwrap();
+    input.send_keys(text).await.unwrap();
+    client
+        .find(Locator::Css("#messageform input[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_on_two_transports_chat_and_survive_a_restart() {
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn().await;
+    let (alice, bob) = tokio::join!(
+        browser(&driver, "alice", true),
+        browser(&driver, "bob", true)
+    );
+    remove_websocket(&bob).await;
+
+    alice
+        .goto(&app.url("/auth/login?name=Alice"))
+        .await
+        .unwrap();
+    bob.goto(&app.url("/auth/login?name=Bob")).await.unwrap();
+    wait_for_transport(&alice, "websocket", "Alice").await;
+    wait_for_transport(&bob, "longpoll", "Bob").await;
+    let bob_has_socket = bob
+        .execute("return typeof window.WebSocket;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(bob_has_socket, json!("undefined"));
+
+    // A types, B sees it; B types, A sees it. The input is cleared once accepted.
+    type_and_send(&alice, "hello from Alice").await;
+    wait_for_message(&bob, "hello from Alice", "Bob").await;
+    wait_for_message(&alice, "hello from Alice", "Alice").await;
+    wait_for(
+        &alice,
+        "return document.getElementById('message').value === '';",
+        "Alice's input cleared",
+    )
+    .await;
+    type_and_send(&bob, "hello from Bob").await;
+    wait_for_message(&alice, "hello from Bob", "Alice").await;
+    wait_for_message(&bob, "hello from Bob", "Bob").await;
+    wait_for(
+        &bob,
+        "return document.getElementById('message').value === '';",
+        "Bob's input cleared",
+    )
+    .await;
+
+    // A second tab of Alice's updates too.
+    let first_tab = alice.window().await.unwrap();
+    let second_tab = alice.new_window(true).await.unwrap().handle;
+    alice.switch_to_window(second_tab.clone()).await.unwrap();
+    alice.goto(&app.url("/")).await.unwrap();
+    wait_for_transport(&alice, "websocket", "Alice's second tab").await;
+    type_and_send(&bob, "to both tabs").await;
+    wait_for_message(&alice, "to both tabs", "Alice's second tab").await;
+    alice.switch_to_window(first_tab.clone()).await.unwrap();
+    wait_for_message(&alice, "to both tabs", "Alice's first tab").await;
+
+    // Restart the server on the same port; post while the pages are reconnecting.
+    let port = app.port;
+    app.shutdown.shutdown().await;
+    let _ = app.server.await;
+    let app = TestApp::spawn_with(|s| s.server.port = port).await;
+    let carol = app.login(Some("Carol")).await;
+    carol.say_ok("posted during the restart").await;
+    for (client, who) in [(&alice, "Alice"), (&bob, "Bob")] {
+        wait_for_message(client, "posted during the restart", who).await;
+        wait_for(
+            client,
+            "return document.getElementById('status').getAttribute('data-state') === 'connected';",
+            who,
+        )
+        .await;
+    }
+    alice.switch_to_window(second_tab).await.unwrap();
+    wait_for_message(&alice, "posted during the restart", "Alice's second tab").await;
+    // Give duplicates a chance to show up, then check there are none anywhere.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(count(&alice, "posted during the restart").await, 1);
+    alice.switch_to_window(first_tab).await.unwrap();
+    for client in [&alice, &bob] {
+        assert_eq!(count(client, "posted during the restart").await, 1);
+        assert_eq!(count(client, "hello from Alice").await, 1);
+        assert_eq!(count(client, "hello from Bob").await, 1);
+    }
+    // And they still talk to each other after the restart.
+    type_and_send(&bob, "after the restart").await;
+    wait_for_message(&alice, "after the restart", "Alice").await;
+
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_form_posts_with_javascript_disabled() {
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn().await;
+    let browser = browser(&driver, "no-js", false).await;
+    browser
+        .goto(&app.url("/auth/login?name=NoScript"))
+        .await
+        .unwrap();
+    assert_eq!(browser.current_url().await.unwrap().path(), "/");
+    let input = browser.find(Locator::Css("#message")).await.unwrap();
+    input.send_keys("posted without javascript").await.unwrap();
+    browser
+        .find(Locator::Css("#messageform input[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The POST answers 302 to `next`, and the page that comes back shows the message.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let source = browser.source().await.unwrap();
+        if source.contains("<b>NoScript: </b>posted without javascript</div>") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the message shows after the redirect"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(browser.current_url().await.unwrap().path(), "/");
+    let status = browser
+        .find(Locator::Css("#status"))
+        .await
+        .unwrap()
+        .attr("data-state")
+        .await
+        .unwrap();
+    assert_eq!(status.as_deref(), Some("connecting"), "no script ran");
+    browser.close().await.unwrap();
+}
