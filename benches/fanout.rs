@@ -1,0 +1,716 @@
+//! Load generator for the chat room (chatdemo or the Tornado reference): logs in separate
+//! users, opens N WebSocket receivers and M long-poll receivers that follow their cursors,
+//! posts K messages from P posters at a given rate (or as fast as possible), and reports
+//! delivery correctness, latency per transport, throughput, POST round trips, and the
+//! server's CPU and memory (read from /proc for `--server-pid`).
+//!
+//! `cargo bench --bench fanout -- --url http://127.0.0.1:8888 --ws 100 --polls 100 \
+//!     --messages 1000 --server-pid PID`
+//! `--idle SECS` instead holds the connections that long and reports memory and CPU per
+//! idle connection. It talks to loopback only and always stops by itself.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Fan-out load generator for the chat room")]
+struct Args {
+    /// Server base URL; must be on loopback.
+    #[arg(long, default_value = "http://127.0.0.1:8888")]
+    url: String,
+    /// WebSocket receivers.
+    #[arg(long, default_value_t = 100)]
+    ws: usize,
+    /// Long-poll receivers.
+    #[arg(long, default_value_t = 100)]
+    polls: usize,
+    /// Messages to post in all.
+    #[arg(long, default_value_t = 1000)]
+    messages: usize,
+    /// Posting rate in messages per second over all posters; 0 = as fast as possible.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Posters (each a separate user).
+    #[arg(long, default_value_t = 1)]
+    posters: usize,
+    /// The server's process id, for CPU and memory figures.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Hold the connections this many seconds and report idle costs instead of posting.
+    #[arg(long)]
+    idle: Option<u64>,
+    /// Name for the report.
+    #[arg(long, default_value = "server")]
+    label: String,
+    /// Append the report as one JSON line to this file.
+    #[arg(long)]
+    json: Option<String>,
+    /// Give up waiting for deliveries this long after the last post.
+    #[arg(long, default_value_t = 60)]
+    drain_secs: u64,
+}
+
+#[derive(Deserialize)]
+struct Batch {
+    messages: Vec<WireMessage>,
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    id: String,
+    body: String,
+}
+
+/// What one receiver saw: (poster, sequence, latency in µs) per delivery.
+#[derive(Default)]
+struct Seen {
+    deliveries: Vec<(u32, u32, u64)>,
+}
+
+struct Shared {
+    base: Instant,
+    received: AtomicUsize,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Shared {
+    fn now_us(&self) -> u64 {
+        self.base.elapsed().as_micros() as u64
+    }
+}
+
+/// A logged-in user: the Cookie header to send and the XSRF token.
+#[derive(Clone)]
+struct User {
+    cookie: String,
+    xsrf: String,
+}
+
+/// One keep-alive HTTP/1.1 connection, just enough HTTP for this protocol.
+struct Http {
+    reader: BufReader<TcpStream>,
+    host: String,
+}
+
+struct Response {
+    status: u16,
+    cookies: Vec<String>,
+    body: Vec<u8>,
+}
+
+impl Http {
+    async fn connect(addr: &str) -> std::io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            reader: BufReader::new(stream),
+            host: addr.to_owned(),
+        })
+    }
+
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        cookie: &str,
+        body: &str,
+    ) -> std::io::Result<Response> {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
+        if !cookie.is_empty() {
+            head.push_str(&format!("Cookie: {cookie}\r\n"));
+        }
+        if method == "POST" {
+            head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        head.push_str(body);
+        self.reader.get_mut().write_all(head.as_bytes()).await?;
+
+        let mut line = String::new();
+        self.reader.read_line(&mut line).await?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let mut length = 0usize;
+        let mut cookies = Vec::new();
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line).await? == 0 {
+                return Err(std::io::Error::other("connection closed in headers"));
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let Some((name, value)) = header.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.parse().unwrap_or(0);
+            } else if name.eq_ignore_ascii_case("set-cookie") {
+                cookies.push(value.split(';').next().unwrap_or("").to_owned());
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                return Err(std::io::Error::other("chunked answers are not expected"));
+            }
+        }
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body).await?;
+        Ok(Response {
+            status,
+            cookies,
+            body,
+        })
+    }
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn login(addr: &str, name: &str) -> User {
+    let mut http = Http::connect(addr).await.expect("connect for login");
+    let response = http
+        .request("GET", &format!("/auth/login?name={}", encode(name)), "", "")
+        .await
+        .expect("login");
+    assert_eq!(response.status, 302, "login answers a redirect");
+    let cookie = response.cookies.join("; ");
+    let xsrf = response
+        .cookies
+        .iter()
+        .find_map(|c| c.strip_prefix("_xsrf="))
+        .expect("an _xsrf cookie")
+        .trim_matches('"')
+        .to_owned();
+    User { cookie, xsrf }
+}
+
+async fn login_many(addr: &str, prefix: &str, count: usize) -> Vec<User> {
+    let limit = Arc::new(Semaphore::new(64));
+    let tasks: Vec<_> = (0..count)
+        .map(|i| {
+            let (addr, name, limit) = (addr.to_owned(), format!("{prefix}{i}"), limit.clone());
+            tokio::spawn(async move {
+                let _permit = limit.acquire().await.unwrap();
+                login(&addr, &name).await
+            })
+        })
+        .collect();
+    let mut users = Vec::with_capacity(count);
+    for task in tasks {
+        users.push(task.await.unwrap());
+    }
+    users
+}
+
+/// Parses a frame or poll answer and records each bench message it carries.
+fn record(shared: &Shared, seen: &mut Seen, text: &[u8], cursor: &mut String) {
+    let batch: Batch = match serde_json::from_slice(text) {
+        Ok(batch) => batch,
+        Err(_) => return, // error frames and the like
+    };
+    let now = shared.now_us();
+    for message in &batch.messages {
+        let mut parts = message.body.splitn(4, ':');
+        let (Some("b"), Some(poster), Some(seq), Some(sent)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue; // the warm-up message
+        };
+        let (Ok(poster), Ok(seq), Ok(sent)) = (
+            poster.parse(),
+            seq.parse(),
+            sent.split(' ').next().unwrap_or("").parse::<u64>(),
+        ) else {
+            continue;
+        };
+        seen.deliveries
+            .push((poster, seq, now.saturating_sub(sent)));
+        shared.received.fetch_add(1, Relaxed);
+    }
+    if let Some(last) = batch.messages.last() {
+        cursor.clone_from(&last.id);
+    }
+}
+
+async fn ws_receiver(
+    args: Arc<Args>,
+    shared: Arc<Shared>,
+    user: User,
+    cursor: String,
+    ready: Arc<AtomicUsize>,
+    connecting: tokio::sync::OwnedSemaphorePermit,
+) -> Seen {
+    let ws_url = args.url.replacen("http", "ws", 1);
+    let mut request = format!("{ws_url}/a/message/socket?cursor={}", encode(&cursor))
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Cookie", user.cookie.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("Origin", args.url.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("socket opens");
+    drop(connecting);
+    ready.fetch_add(1, Relaxed);
+    let mut seen = Seen::default();
+    let mut cursor = cursor;
+    let mut stop = shared.stop.subscribe();
+    loop {
+        tokio::select! {
+            frame = ws.next() => match frame {
+                Some(Ok(WsMessage::Text(text))) => record(&shared, &mut seen, text.as_bytes(), &mut cursor),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    seen
+}
+
+async fn poll_receiver(
+    args: Arc<Args>,
+    shared: Arc<Shared>,
+    user: User,
+    cursor: String,
+    ready: Arc<AtomicUsize>,
+) -> Seen {
+    let addr = args.url.trim_start_matches("http://").to_owned();
+    let mut http = Http::connect(&addr).await.expect("poll connection");
+    let mut seen = Seen::default();
+    let mut cursor = cursor;
+    let mut stop = shared.stop.subscribe();
+    let mut first = true;
+    loop {
+        let body = format!("_xsrf={}&cursor={}", encode(&user.xsrf), encode(&cursor));
+        if first {
+            ready.fetch_add(1, Relaxed);
+            first = false;
+        }
+        let answer = tokio::select! {
+            answer = http.request("POST", "/a/message/updates", &user.cookie, &body) => answer,
+            _ = stop.changed() => break,
+        };
+        match answer {
+            Ok(response) if response.status == 200 => {
+                record(&shared, &mut seen, &response.body, &mut cursor)
+            }
+            _ => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                match Http::connect(&addr).await {
+                    Ok(fresh) => http = fresh,
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+    seen
+}
+
+struct Proc {
+    cpu_secs: f64,
+    rss_kib: u64,
+}
+
+fn read_proc(pid: Option<u32>) -> Option<Proc> {
+    let path = pid.map_or("self".to_owned(), |p| p.to_string());
+    let stat = std::fs::read_to_string(format!("/proc/{path}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().ok()? + fields[12].parse::<f64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{path}/status")).ok()?;
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())?;
+    // Linux reports CPU time in clock ticks of 1/100 s on every platform this runs on.
+    Some(Proc {
+        cpu_secs: ticks / 100.0,
+        rss_kib,
+    })
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+#[derive(Default)]
+struct Check {
+    expected: usize,
+    received: usize,
+    lost: usize,
+    duplicated: usize,
+    out_of_order: usize,
+    latencies_us: Vec<u64>,
+}
+
+fn check(seen: &[Seen], posted_per_poster: &[u32]) -> Check {
+    let mut result = Check::default();
+    let total: usize = posted_per_poster.iter().map(|&n| n as usize).sum();
+    for receiver in seen {
+        result.expected += total;
+        result.received += receiver.deliveries.len();
+        let mut got: HashMap<(u32, u32), usize> = HashMap::new();
+        let mut last_seq: HashMap<u32, u32> = HashMap::new();
+        for &(poster, seq, latency) in &receiver.deliveries {
+            *got.entry((poster, seq)).or_default() += 1;
+            if let Some(&previous) = last_seq.get(&poster) {
+                if seq <= previous {
+                    result.out_of_order += 1;
+                }
+            }
+            last_seq.insert(poster, seq);
+            result.latencies_us.push(latency);
+        }
+        result.duplicated += got
+            .values()
+            .filter(|&&n| n > 1)
+            .map(|&n| n - 1)
+            .sum::<usize>();
+        let unique = got
+            .keys()
+            .filter(|(p, s)| posted_per_poster.get(*p as usize).is_some_and(|&n| *s < n))
+            .count();
+        result.lost += total - unique;
+    }
+    result.latencies_us.sort_unstable();
+    result
+}
+
+fn check_loopback(url: &str) {
+    let host = url
+        .trim_start_matches("http://")
+        .split(':')
+        .next()
+        .unwrap_or("");
+    assert!(
+        host == "localhost" || host.starts_with("127.") || host == "[::1]",
+        "the load generator only targets loopback, not {host}"
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = Arc::new(Args::parse());
+    check_loopback(&args.url);
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let addr = args.url.trim_start_matches("http://").to_owned();
+    let (stop, _) = tokio::sync::watch::channel(false);
+    let shared = Arc::new(Shared {
+        base: Instant::now(),
+        received: AtomicUsize::new(0),
+        stop,
+    });
+
+    let server_start = read_proc(args.server_pid);
+    let posters = login_many(&addr, "poster", args.posters.max(1)).await;
+    let ws_users = login_many(&addr, "ws", args.ws).await;
+    let poll_users = login_many(&addr, "poll", args.polls).await;
+
+    // Every receiver starts from the same known cursor, so none can miss the first message.
+    let mut warm = Http::connect(&addr).await.unwrap();
+    let warm_body = format!("body=warm-up&_xsrf={}", encode(&posters[0].xsrf));
+    let warm_up = warm
+        .request("POST", "/a/message/new", &posters[0].cookie, &warm_body)
+        .await
+        .unwrap();
+    assert_eq!(
+        warm_up.status,
+        200,
+        "warm-up post: {}",
+        String::from_utf8_lossy(&warm_up.body)
+    );
+    let cursor = serde_json::from_slice::<WireMessage>(&warm_up.body)
+        .unwrap()
+        .id;
+
+    let ready = Arc::new(AtomicUsize::new(0));
+    let rss_before = read_proc(args.server_pid);
+    let connect_started = Instant::now();
+    let mut ws_tasks = Vec::new();
+    let connect_limit = Arc::new(Semaphore::new(256));
+    for user in ws_users {
+        let (args, shared, cursor, ready, limit) = (
+            args.clone(),
+            shared.clone(),
+            cursor.clone(),
+            ready.clone(),
+            connect_limit.clone(),
+        );
+        ws_tasks.push(tokio::spawn(async move {
+            let connecting = limit.acquire_owned().await.unwrap();
+            ws_receiver(args, shared, user, cursor, ready, connecting).await
+        }));
+    }
+    while ready.load(Relaxed) < args.ws {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_ws = read_proc(args.server_pid);
+    let mut poll_tasks = Vec::new();
+    for user in poll_users {
+        let (args, shared, cursor, ready) =
+            (args.clone(), shared.clone(), cursor.clone(), ready.clone());
+        poll_tasks.push(tokio::spawn(poll_receiver(
+            args, shared, user, cursor, ready,
+        )));
+    }
+    while ready.load(Relaxed) < args.ws + args.polls {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let the last polls reach the server and be held.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let rss_all = read_proc(args.server_pid);
+    let connect_secs = connect_started.elapsed().as_secs_f64();
+    let receivers = args.ws + args.polls;
+
+    let mut report = serde_json::Map::new();
+    report.insert("label".into(), args.label.clone().into());
+    report.insert("ws".into(), args.ws.into());
+    report.insert("polls".into(), args.polls.into());
+    if let (Some(before), Some(ws), Some(all)) = (&rss_before, &rss_ws, &rss_all) {
+        let per_ws = (ws.rss_kib as f64 - before.rss_kib as f64) / args.ws.max(1) as f64;
+        let per_poll = (all.rss_kib as f64 - ws.rss_kib as f64) / args.polls.max(1) as f64;
+        report.insert("rss_before_kib".into(), before.rss_kib.into());
+        report.insert("rss_connected_kib".into(), all.rss_kib.into());
+        report.insert("rss_per_ws_kib".into(), per_ws.into());
+        report.insert("rss_per_poll_kib".into(), per_poll.into());
+        println!(
+            "[{}] connected {} ws + {} polls in {connect_secs:.1} s; server RSS {} -> {} KiB ({per_ws:.1} KiB/ws, {per_poll:.1} KiB/poll)",
+            args.label, args.ws, args.polls, before.rss_kib, all.rss_kib
+        );
+    }
+    let _ = server_start;
+
+    if let Some(idle_secs) = args.idle {
+        let cpu_before = read_proc(args.server_pid);
+        let own_before = read_proc(None);
+        tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+        let cpu_after = read_proc(args.server_pid);
+        let own_after = read_proc(None);
+        if let (Some(b), Some(a)) = (&cpu_before, &cpu_after) {
+            let cpu = a.cpu_secs - b.cpu_secs;
+            let per_conn_us = cpu * 1e6 / receivers.max(1) as f64 / idle_secs as f64;
+            report.insert("idle_secs".into(), idle_secs.into());
+            report.insert("idle_server_cpu_secs".into(), cpu.into());
+            report.insert("idle_cpu_us_per_conn_per_sec".into(), per_conn_us.into());
+            report.insert("rss_after_idle_kib".into(), a.rss_kib.into());
+            println!(
+                "[{}] idle {idle_secs} s: server CPU {cpu:.2} s ({per_conn_us:.2} µs per connection per second), RSS {} KiB",
+                args.label, a.rss_kib
+            );
+        }
+        if let (Some(b), Some(a)) = (own_before, own_after) {
+            report.insert("loadgen_cpu_secs".into(), (a.cpu_secs - b.cpu_secs).into());
+        }
+    } else {
+        let cpu_before = read_proc(args.server_pid);
+        let own_before = read_proc(None);
+        let started = Instant::now();
+        let per_poster = args.messages.div_ceil(args.posters.max(1));
+        let round_trips = Arc::new(Mutex::new(Vec::with_capacity(args.messages)));
+        let mut poster_tasks = Vec::new();
+        let mut posted_per_poster = Vec::new();
+        for (p, user) in posters.into_iter().enumerate() {
+            let count = per_poster.min(args.messages.saturating_sub(p * per_poster)) as u32;
+            posted_per_poster.push(count);
+            let (shared, addr, round_trips) = (shared.clone(), addr.clone(), round_trips.clone());
+            let interval =
+                (args.rate > 0.0).then(|| Duration::from_secs_f64(args.posters as f64 / args.rate));
+            poster_tasks.push(tokio::spawn(async move {
+                let mut http = Http::connect(&addr).await.unwrap();
+                let start = tokio::time::Instant::now();
+                for seq in 0..count {
+                    if let Some(interval) = interval {
+                        tokio::time::sleep_until(start + interval * seq).await;
+                    }
+                    let sent = shared.now_us();
+                    let body = format!(
+                        "body={}&_xsrf={}",
+                        encode(&format!("b:{p}:{seq}:{sent}")),
+                        encode(&user.xsrf)
+                    );
+                    let response = http
+                        .request("POST", "/a/message/new", &user.cookie, &body)
+                        .await
+                        .expect("post");
+                    assert_eq!(
+                        response.status,
+                        200,
+                        "post: {}",
+                        String::from_utf8_lossy(&response.body)
+                    );
+                    round_trips.lock().unwrap().push(shared.now_us() - sent);
+                }
+            }));
+        }
+        for task in poster_tasks {
+            task.await.unwrap();
+        }
+        let posting_secs = started.elapsed().as_secs_f64();
+        let expected = args.messages * receivers;
+        let deadline = Instant::now() + Duration::from_secs(args.drain_secs);
+        while shared.received.load(Relaxed) < expected && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let delivery_secs = started.elapsed().as_secs_f64();
+        let cpu_after = read_proc(args.server_pid);
+        let own_after = read_proc(None);
+        let _ = shared.stop.send(true);
+        let mut ws_seen = Vec::new();
+        for task in ws_tasks {
+            ws_seen.push(task.await.unwrap());
+        }
+        let mut poll_seen = Vec::new();
+        for task in poll_tasks {
+            poll_seen.push(task.await.unwrap());
+        }
+        let ws = check(&ws_seen, &posted_per_poster);
+        let polls = check(&poll_seen, &posted_per_poster);
+        let received = ws.received + polls.received;
+        let mut round_trips = round_trips.lock().unwrap().clone();
+        round_trips.sort_unstable();
+
+        println!(
+            "[{}] {} messages to {} ws + {} polls: posted in {posting_secs:.2} s, delivered in {delivery_secs:.2} s, {:.0} deliveries/s",
+            args.label,
+            args.messages,
+            args.ws,
+            args.polls,
+            received as f64 / delivery_secs
+        );
+        for (name, c) in [("ws", &ws), ("poll", &polls)] {
+            if c.expected == 0 {
+                continue;
+            }
+            let l = &c.latencies_us;
+            println!(
+                "[{}]   {name:>4}: expected {} received {} lost {} duplicated {} out-of-order {}; latency ms p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1}",
+                args.label,
+                c.expected,
+                c.received,
+                c.lost,
+                c.duplicated,
+                c.out_of_order,
+                percentile(l, 50.0),
+                percentile(l, 90.0),
+                percentile(l, 99.0),
+                percentile(l, 99.9),
+                percentile(l, 100.0)
+            );
+            let mut t = serde_json::Map::new();
+            for (key, value) in [
+                ("expected", c.expected),
+                ("received", c.received),
+                ("lost", c.lost),
+                ("duplicated", c.duplicated),
+                ("out_of_order", c.out_of_order),
+            ] {
+                t.insert(key.into(), value.into());
+            }
+            for (key, p) in [
+                ("p50_ms", 50.0),
+                ("p90_ms", 90.0),
+                ("p99_ms", 99.0),
+                ("p999_ms", 99.9),
+                ("max_ms", 100.0),
+            ] {
+                t.insert(key.into(), percentile(l, p).into());
+            }
+            report.insert(format!("{name}_stats"), t.into());
+        }
+        let mut all_latencies: Vec<u64> = ws
+            .latencies_us
+            .iter()
+            .chain(&polls.latencies_us)
+            .copied()
+            .collect();
+        all_latencies.sort_unstable();
+        report.insert("p99_ms".into(), percentile(&all_latencies, 99.0).into());
+        report.insert("messages".into(), args.messages.into());
+        report.insert(
+            "deliveries_per_sec".into(),
+            (received as f64 / delivery_secs).into(),
+        );
+        report.insert("lost".into(), (ws.lost + polls.lost).into());
+        report.insert(
+            "duplicated".into(),
+            (ws.duplicated + polls.duplicated).into(),
+        );
+        report.insert(
+            "out_of_order".into(),
+            (ws.out_of_order + polls.out_of_order).into(),
+        );
+        report.insert(
+            "post_rtt_p50_ms".into(),
+            percentile(&round_trips, 50.0).into(),
+        );
+        report.insert(
+            "post_rtt_p99_ms".into(),
+            percentile(&round_trips, 99.0).into(),
+        );
+        println!(
+            "[{}]   POST round trip ms p50 {:.1} p99 {:.1}",
+            args.label,
+            percentile(&round_trips, 50.0),
+            percentile(&round_trips, 99.0)
+        );
+        if let (Some(b), Some(a)) = (cpu_before, cpu_after) {
+            let cpu = a.cpu_secs - b.cpu_secs;
+            let per_delivery = cpu * 1e6 / received.max(1) as f64;
+            report.insert("server_cpu_secs".into(), cpu.into());
+            report.insert("server_cpu_us_per_delivery".into(), per_delivery.into());
+            report.insert("rss_after_kib".into(), a.rss_kib.into());
+            println!(
+                "[{}]   server CPU {cpu:.2} s = {per_delivery:.2} µs per delivered message; RSS after {} KiB",
+                args.label, a.rss_kib
+            );
+        }
+        if let (Some(b), Some(a)) = (own_before, own_after) {
+            let cpu = a.cpu_secs - b.cpu_secs;
+            report.insert("loadgen_cpu_secs".into(), cpu.into());
+            println!("[{}]   load generator CPU {cpu:.2} s", args.label);
+        }
+    }
+    let _ = shared.stop.send(true);
+    if let Some(path) = &args.json {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        writeln!(file, "{}", serde_json::Value::Object(report)).unwrap();
+    }
+    // Receivers still open in idle mode end with the process.
+    std::process::exit(0);
+}

@@ -1,0 +1,76 @@
+"""Turns the load generator's JSON lines into the README's side-by-side table."""
+import json
+import sys
+
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+by = {r["label"]: r for r in rows}
+
+
+def get(label, *keys, fmt="{:.1f}"):
+    value = by.get(label)
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            return "–"
+        value = value[key]
+    return fmt.format(value) if isinstance(value, (int, float)) else str(value)
+
+
+def ratio(a, b, *keys):
+    try:
+        x, y = float(get(a, *keys, fmt="{}")), float(get(b, *keys, fmt="{}"))
+        return "{:.1f}x".format(y / x) if x > 0 else "–"
+    except ValueError:
+        return "–"
+
+
+print("| load | metric | chatdemo | Tornado 6.6.1 | Tornado / chatdemo |")
+print("| --- | --- | --- | --- | --- |")
+def title_of(load, row):
+    shape = "{} WS + {} polls".format(row["ws"], row["polls"])
+    if "messages" in row:
+        return "{}: {}, {} msgs".format(load[-1], shape, row["messages"])
+    return "{}: {} held {} s".format(load[-1], shape, row.get("idle_secs", "?"))
+
+
+for load in ["load1", "load2", "load3"]:
+    rs, py = "chatdemo/" + load, "tornado/" + load
+    if rs not in by:
+        continue
+    title = title_of(load, by[rs])
+    metrics = [
+        ("lost / dup / out of order", None),
+        ("deliveries per second", ("deliveries_per_sec",)),
+        ("server CPU µs per delivery", ("server_cpu_us_per_delivery",)),
+        ("load generator CPU s", ("loadgen_cpu_secs",)),
+        ("WS latency p50 / p99 / p99.9 / max ms", "ws_stats"),
+        ("poll latency p50 / p99 / p99.9 / max ms", "poll_stats"),
+        ("all latency p99 ms", ("p99_ms",)),
+        ("POST round trip p50 / p99 ms", "post"),
+    ]
+    for name, keys in metrics:
+        if keys is None:
+            cell = lambda l: "{} / {} / {}".format(get(l, "lost", fmt="{}"), get(l, "duplicated", fmt="{}"), get(l, "out_of_order", fmt="{}"))
+            print(f"| {title} | {name} | {cell(rs)} | {cell(py)} | |")
+        elif keys in ("ws_stats", "poll_stats"):
+            cell = lambda l: " / ".join(get(l, keys, k) for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms"))
+            print(f"| {title} | {name} | {cell(rs)} | {cell(py)} | {ratio(rs, py, keys, 'p99_ms')} (p99) |")
+        elif keys == "post":
+            cell = lambda l: get(l, "post_rtt_p50_ms") + " / " + get(l, "post_rtt_p99_ms")
+            print(f"| {title} | {name} | {cell(rs)} | {cell(py)} | |")
+        else:
+            flip = keys[0] == "deliveries_per_sec"
+            r = ratio(py, rs, *keys) if flip else ratio(rs, py, *keys)
+            print(f"| {title} | {name} | {get(rs, *keys)} | {get(py, *keys)} | {r} |")
+
+for load in ["load4"]:
+    rs, py = "chatdemo/" + load, "tornado/" + load
+    if rs not in by:
+        continue
+    title = title_of(load, by[rs])
+    for name, key in [
+        ("server RSS per WebSocket KiB", "rss_per_ws_kib"),
+        ("server RSS per held poll KiB", "rss_per_poll_kib"),
+        ("server CPU µs per connection per second idle", "idle_cpu_us_per_conn_per_sec"),
+        ("server RSS with all connected KiB", "rss_connected_kib"),
+    ]:
+        print(f"| {title} | {name} | {get(rs, key, fmt='{:.2f}')} | {get(py, key, fmt='{:.2f}')} | |")
