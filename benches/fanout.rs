@@ -549,16 +549,20 @@ async fn main() {
             poster_tasks.push(tokio::spawn(async move {
                 let mut http = Http::connect(&addr).await.unwrap();
                 let start = tokio::time::Instant::now();
+                let start_us = shared.now_us();
                 for seq in 0..count {
-                    if let Some(interval) = interval {
-                        tokio::time::sleep_until(start + interval * seq).await;
-                    }
+                    // At a fixed rate, latency counts from when the message was due, not
+                    // from when a busy server let us send it (no coordinated omission).
+                    let due_us = match interval {
+                        Some(interval) => {
+                            tokio::time::sleep_until(start + interval * seq).await;
+                            start_us + (interval * seq).as_micros() as u64
+                        }
+                        None => shared.now_us(),
+                    };
                     let sent = shared.now_us();
-                    let body = format!(
-                        "body={}&_xsrf={}",
-                        encode(&format!("b:{p}:{seq}:{sent}")),
-                        encode(&user.xsrf)
-                    );
+                    let text = format!("b:{p}:{seq}:{due_us}");
+                    let body = format!("body={}&_xsrf={}", encode(&text), encode(&user.xsrf));
                     let response = http
                         .request("POST", "/a/message/new", &user.cookie, &body)
                         .await

@@ -1,12 +1,20 @@
-//! Who is asking: the login stored in the `user` cookie (actix-session's cookie store,
-//! AES-GCM encrypted and authenticated with a key from the configuration) and the
-//! `CurrentUser` extractor over it. The cookie's Max-Age only asks the browser to forget it;
-//! the issue time inside lets the server refuse an old cookie on its own.
+//! Who is asking: the login stored in the `user` cookie and the `CurrentUser` extractor
+//! over it. actix-session writes the cookie (at login and logout, the only routes it wraps):
+//! its cookie store, AES-GCM encrypted and authenticated with a key from the configuration.
+//! Every other request only needs to read it, which `LoginReader` does without the session
+//! middleware's per-request bookkeeping, and with a per-worker cache, because a client sends
+//! the same cookie on every poll and decrypting it each time was a measurable share of the
+//! long poll's cost. The cookie's Max-Age only asks the browser to forget it; the issue time
+//! inside lets the server refuse an old cookie on its own.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::{ready, Ready};
+use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use actix_session::{Session, SessionExt};
+use actix_session::Session;
+use actix_web::cookie::{Cookie, CookieJar, Key};
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -60,17 +68,61 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Cookies decoded per worker thread before the cache starts over.
+const LOGIN_CACHE_ENTRIES: usize = 16_384;
+
+thread_local! {
+    /// Encrypted cookie value -> what it decodes to (`None`: it does not decode). Keyed by
+    /// the exact ciphertext, so a hit is the same answer decryption would give.
+    static LOGIN_CACHE: RefCell<HashMap<Box<str>, Option<Rc<Login>>>> = RefCell::new(HashMap::new());
+}
+
+/// Reads logins from `user` cookies made by actix-session's cookie store with `key`.
+pub struct LoginReader {
+    key: Key,
+}
+
+impl LoginReader {
+    pub fn new(key: Key) -> Self {
+        Self { key }
+    }
+
+    /// The login in a `user` cookie value, if it decrypts and holds one.
+    pub fn read(&self, cookie_value: &str) -> Option<Rc<Login>> {
+        if let Some(hit) = LOGIN_CACHE.with_borrow(|cache| cache.get(cookie_value).cloned()) {
+            return hit;
+        }
+        let login = self.decode(cookie_value).map(Rc::new);
+        LOGIN_CACHE.with_borrow_mut(|cache| {
+            if cache.len() >= LOGIN_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(cookie_value.into(), login.clone());
+        });
+        login
+    }
+
+    /// actix-session's cookie store keeps the session as a private cookie whose value is a
+    /// JSON map of key -> JSON-encoded value. A cookie that fails to decrypt (tampered, or
+    /// made with another key) is simply "not logged in".
+    fn decode(&self, cookie_value: &str) -> Option<Login> {
+        let mut jar = CookieJar::new();
+        jar.add_original(Cookie::new(USER_COOKIE, cookie_value.to_owned()));
+        let cookie = jar.private(&self.key).get(USER_COOKIE)?;
+        let state: HashMap<String, String> = serde_json::from_str(cookie.value()).ok()?;
+        serde_json::from_str(state.get(SESSION_KEY)?).ok()
+    }
+}
+
 /// The logged-in user of a request. As an extractor it fails with 403 (as Tornado does for
 /// POSTs); a page that should redirect takes `Option<CurrentUser>` instead.
 #[derive(Debug, Clone)]
-pub struct CurrentUser(pub Login);
+pub struct CurrentUser(pub Rc<Login>);
 
 impl CurrentUser {
     fn from_request_sync(req: &HttpRequest) -> Option<Self> {
         let state = req.app_data::<web::Data<AppState>>()?;
-        // A cookie that fails to decrypt (tampered, or made with another key) reaches us as
-        // an empty session, which is simply "not logged in".
-        let login: Login = req.get_session().get(SESSION_KEY).ok().flatten()?;
+        let login = state.logins.read(req.cookie(USER_COOKIE)?.value())?;
         let max_age_days = state.settings.security.cookie_max_age_days;
         (!login.is_expired(max_age_days, unix_now())).then_some(Self(login))
     }

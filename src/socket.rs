@@ -101,7 +101,7 @@ impl Drop for SocketSlot {
 
 pub struct SocketConnection {
     pub state: web::Data<AppState>,
-    pub login: Login,
+    pub login: std::rc::Rc<Login>,
     /// The `_xsrf` cookie sent with the upgrade: posts must carry the same token.
     pub xsrf_cookie: Option<String>,
     pub session: Session,

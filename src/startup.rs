@@ -16,7 +16,7 @@ use actix_web::middleware::{from_fn, DefaultHeaders, Next};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use rand::RngCore;
 
-use crate::auth::USER_COOKIE;
+use crate::auth::{LoginReader, USER_COOKIE};
 use crate::config::Settings;
 use crate::hub::{HubConfig, HubHandle};
 use crate::metrics::Metrics;
@@ -42,6 +42,7 @@ pub struct AppState {
     pub hub: HubHandle,
     pub templates: Templates,
     pub xsrf: XsrfKey,
+    pub logins: LoginReader,
     pub rate: RateLimiter,
     pub metrics: Arc<Metrics>,
     pub socket_limits: SocketLimits,
@@ -94,8 +95,10 @@ impl Application {
             metrics.clone(),
         );
         let templates = Templates::load(&asset_dir("templates"), &asset_dir("static"))?;
+        let session_key = Key::derive_from(&secret);
         let state = web::Data::new(AppState {
             xsrf: XsrfKey::derive(&secret),
+            logins: LoginReader::new(session_key.clone()),
             rate: RateLimiter::new(settings.room.rate_burst, settings.room.rate_per_sec),
             hub,
             templates,
@@ -114,7 +117,6 @@ impl Application {
             source,
         })?;
         let port = listener.local_addr()?.port();
-        let session_key = Key::derive_from(&secret);
         let workers = match settings.server.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
@@ -125,8 +127,10 @@ impl Application {
         let server = HttpServer::new(move || {
             let state = server_state.clone();
             App::new()
-                .configure(|cfg| routes::configure(cfg, state.clone(), &static_dir))
-                .wrap(session_middleware(&state.settings, session_key.clone()))
+                .configure(|cfg| {
+                    let sessions = session_middleware(&state.settings, session_key.clone());
+                    routes::configure(cfg, state.clone(), sessions, &static_dir)
+                })
                 .wrap(security_headers())
                 .wrap(from_fn(limit_connections))
         })
@@ -226,6 +230,7 @@ fn cookie_secret(settings: &Settings) -> Vec<u8> {
     }
 }
 
+/// Writes the `user` cookie; only the login and logout routes need it (see `auth`).
 fn session_middleware(settings: &Settings, key: Key) -> SessionMiddleware<CookieSessionStore> {
     let max_age = CookieDuration::days(settings.security.cookie_max_age_days.into());
     SessionMiddleware::builder(CookieSessionStore::default(), key)

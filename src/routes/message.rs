@@ -3,7 +3,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::read_form;
+use super::checked_form;
 use crate::auth::CurrentUser;
 use crate::domain::is_local_path;
 use crate::error::AppError;
@@ -16,8 +16,7 @@ pub async fn post_message(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let form = read_form(&req, &body)?;
-    state.xsrf.check_request(&req, &form, &login.id)?;
+    let form = checked_form(&req, &body, &state, &login)?;
     let next = match form.get_non_empty("next") {
         Some(next) if !is_local_path(next) => {
             return Err(AppError::BadRequest("next must be a local path".into()))
@@ -45,8 +44,7 @@ pub async fn poll_updates(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let form = read_form(&req, &body)?;
-    state.xsrf.check_request(&req, &form, &login.id)?;
+    let form = checked_form(&req, &body, &state, &login)?;
     let cursor = form.get_non_empty("cursor").map(str::to_owned);
     let frame = state
         .hub

@@ -9,21 +9,33 @@ mod socket;
 use std::path::Path;
 
 use actix_files::Files;
+use actix_session::storage::CookieSessionStore;
+use actix_session::SessionMiddleware;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, HttpRequest};
 
+use crate::auth::Login;
 use crate::error::AppError;
 use crate::form::FormFields;
 use crate::startup::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, static_dir: &Path) {
+pub fn configure(
+    cfg: &mut web::ServiceConfig,
+    state: web::Data<AppState>,
+    sessions: SessionMiddleware<CookieSessionStore>,
+    static_dir: &Path,
+) {
     let form_limit = state.settings.room.form_limit_bytes();
     cfg.app_data(state)
         // Bodies over this are refused with 413 before they are read in full.
         .app_data(web::PayloadConfig::new(form_limit))
         .route("/", web::get().to(page::show_chat))
-        .route("/auth/login", web::get().to(auth::log_in))
-        .route("/auth/logout", web::get().to(auth::log_out))
+        .service(
+            web::scope("/auth")
+                .wrap(sessions)
+                .route("/login", web::get().to(auth::log_in))
+                .route("/logout", web::get().to(auth::log_out)),
+        )
         .route("/a/message/new", web::post().to(message::post_message))
         .route("/a/message/updates", web::post().to(message::poll_updates))
         .route("/a/message/socket", web::get().to(socket::open_socket))
@@ -39,6 +51,19 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, stati
                         .use_last_modified(true),
                 ),
         );
+}
+
+/// What every POST does first: read the urlencoded form and check its XSRF token against
+/// this login.
+fn checked_form(
+    req: &HttpRequest,
+    body: &[u8],
+    state: &AppState,
+    login: &Login,
+) -> Result<FormFields, AppError> {
+    let form = read_form(req, body)?;
+    state.xsrf.check_request(req, &form, &login.id)?;
+    Ok(form)
 }
 
 /// Reads a POST body as a urlencoded form; other content types are refused.

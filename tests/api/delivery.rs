@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::helpers::{page_cursor, TestApp};
+use crate::helpers::{assert_one_order, page_cursor, TestApp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_pollers_get_all_300_fast_posts_exactly_once_in_order() {
@@ -9,18 +9,9 @@ async fn five_pollers_get_all_300_fast_posts_exactly_once_in_order() {
     let mut pollers = Vec::new();
     for i in 0..5 {
         let reader = app.login(Some(&format!("reader {i}"))).await;
-        let mut cursor = page_cursor(&reader.page().await);
+        let cursor = page_cursor(&reader.page().await);
         pollers.push(tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while seen.len() < 300 {
-                let batch = reader.poll_ok(Some(&cursor)).await;
-                assert!(!batch.reset, "a cursor-following client never resets");
-                if let Some(last) = batch.messages.last() {
-                    cursor = last.id.clone();
-                }
-                seen.extend(batch.messages.into_iter().map(|m| m.id));
-            }
-            seen
+            reader.follow_polls(cursor, 300).await
         }));
     }
     let mut posted = Vec::new();
@@ -42,17 +33,9 @@ async fn concurrent_posters_are_seen_in_one_order_by_everyone() {
     let mut readers = Vec::new();
     for _ in 0..3 {
         let reader = app.login(None).await;
-        let mut cursor = page_cursor(&reader.page().await);
+        let cursor = page_cursor(&reader.page().await);
         readers.push(tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while seen.len() < 120 {
-                let batch = reader.poll_ok(Some(&cursor)).await;
-                if let Some(last) = batch.messages.last() {
-                    cursor = last.id.clone();
-                }
-                seen.extend(batch.messages.into_iter().map(|m| m.id));
-            }
-            seen
+            reader.follow_polls(cursor, 120).await
         }));
     }
     let mut posters = Vec::new();
@@ -76,9 +59,5 @@ async fn concurrent_posters_are_seen_in_one_order_by_everyone() {
                 .unwrap(),
         );
     }
-    let mut unique = orders[0].clone();
-    unique.sort();
-    unique.dedup();
-    assert_eq!(unique.len(), 120, "no duplicates");
-    assert!(orders.iter().all(|o| o == &orders[0]), "one order for all");
+    assert_one_order(&orders, 120);
 }

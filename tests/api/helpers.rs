@@ -327,3 +327,40 @@ pub async fn send_text(ws: &mut Ws, text: &str) {
         .await
         .unwrap();
 }
+
+impl TestUser {
+    /// Follows the long poll from `cursor` like a client would, until `count` messages
+    /// have arrived; returns their ids in arrival order.
+    pub async fn follow_polls(&self, mut cursor: String, count: usize) -> Vec<String> {
+        let mut seen = Vec::new();
+        while seen.len() < count {
+            let batch = self.poll_ok(Some(&cursor)).await;
+            assert!(!batch.reset, "a cursor-following client never resets");
+            if let Some(last) = batch.messages.last() {
+                cursor = last.id.clone();
+            }
+            seen.extend(batch.messages.into_iter().map(|m| m.id));
+        }
+        seen
+    }
+}
+
+/// Reads a socket until `count` messages have arrived; returns their ids in order.
+pub async fn follow_socket(ws: &mut Ws, count: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        seen.extend(next_batch(ws).await.messages.into_iter().map(|m| m.id));
+    }
+    seen
+}
+
+/// Every receiver saw the same `count` distinct messages in the same order.
+pub fn assert_one_order(orders: &[Vec<String>], count: usize) {
+    let mut unique = orders[0].clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), count, "exactly once");
+    for order in orders {
+        assert_eq!(order, &orders[0], "one order for all receivers");
+    }
+}

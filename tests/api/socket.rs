@@ -5,7 +5,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use crate::helpers::{close_code, next_batch, next_text, page_cursor, send_text, TestApp};
+use crate::helpers::{
+    assert_one_order, close_code, follow_socket, next_batch, next_text, page_cursor, send_text,
+    TestApp,
+};
 
 fn post_frame(body: &str, xsrf: &str) -> String {
     serde_json::json!({"body": body, "_xsrf": xsrf}).to_string()
@@ -402,28 +405,16 @@ async fn three_sockets_and_three_pollers_see_the_same_200_messages_in_one_order(
     for _ in 0..3 {
         let user = app.login(None).await;
         let mut ws = app.socket(&user, None).await;
-        receivers.push(tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while seen.len() < 200 {
-                seen.extend(next_batch(&mut ws).await.messages.into_iter().map(|m| m.id));
-            }
-            seen
-        }));
+        receivers.push(tokio::spawn(
+            async move { follow_socket(&mut ws, 200).await },
+        ));
     }
     for _ in 0..3 {
         let user = app.login(None).await;
-        let mut cursor = page_cursor(&user.page().await);
-        receivers.push(tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while seen.len() < 200 {
-                let batch = user.poll_ok(Some(&cursor)).await;
-                if let Some(last) = batch.messages.last() {
-                    cursor = last.id.clone();
-                }
-                seen.extend(batch.messages.into_iter().map(|m| m.id));
-            }
-            seen
-        }));
+        let cursor = page_cursor(&user.page().await);
+        receivers.push(tokio::spawn(
+            async move { user.follow_polls(cursor, 200).await },
+        ));
     }
     // Two posters over HTTP and two over sockets, all at once.
     let mut posters = Vec::new();
@@ -469,11 +460,5 @@ async fn three_sockets_and_three_pollers_see_the_same_200_messages_in_one_order(
                 .unwrap(),
         );
     }
-    let mut unique = orders[0].clone();
-    unique.sort();
-    unique.dedup();
-    assert_eq!(unique.len(), 200, "exactly once");
-    for order in &orders {
-        assert_eq!(order, &orders[0], "one order on both transports");
-    }
+    assert_one_order(&orders, 200);
 }
