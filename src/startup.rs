@@ -131,7 +131,9 @@ impl Application {
                     let sessions = session_middleware(&state.settings, session_key.clone());
                     routes::configure(cfg, state.clone(), sessions, &static_dir)
                 })
-                .wrap(security_headers())
+                // Every response: never let a browser guess a type (the page-only
+                // headers are in `routes::page_headers`).
+                .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 .wrap(from_fn(limit_connections))
         })
         .workers(workers)
@@ -244,19 +246,6 @@ fn session_middleware(settings: &Settings, key: Key) -> SessionMiddleware<Cookie
         .cookie_content_security(CookieContentSecurity::Private)
         .session_lifecycle(PersistentSession::default().session_ttl(max_age))
         .build()
-}
-
-fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
-        .add((
-            "Content-Security-Policy",
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
-             connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
-             frame-ancestors 'none'",
-        ))
-        .add(("X-Content-Type-Options", "nosniff"))
-        .add(("X-Frame-Options", "DENY"))
-        .add(("Referrer-Policy", "same-origin"))
 }
 
 /// Counts a request against `server.max_connections` while it is being served.

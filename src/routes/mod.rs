@@ -29,10 +29,15 @@ pub fn configure(
     cfg.app_data(state)
         // Bodies over this are refused with 413 before they are read in full.
         .app_data(web::PayloadConfig::new(form_limit))
-        .route("/", web::get().to(page::show_chat))
+        .service(
+            web::resource("/")
+                .wrap(page_headers())
+                .route(web::get().to(page::show_chat)),
+        )
         .service(
             web::scope("/auth")
                 .wrap(sessions)
+                .wrap(page_headers())
                 .route("/login", web::get().to(auth::log_in))
                 .route("/logout", web::get().to(auth::log_out)),
         )
@@ -51,6 +56,20 @@ pub fn configure(
                         .use_last_modified(true),
                 ),
         );
+}
+
+/// Headers for HTML pages: scripts and connections from this origin only, no framing.
+/// JSON answers and frames are not documents, so the hot paths do not carry them.
+fn page_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+             frame-ancestors 'none'",
+        ))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Referrer-Policy", "same-origin"))
 }
 
 /// What every POST does first: read the urlencoded form and check its XSRF token against

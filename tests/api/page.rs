@@ -47,6 +47,16 @@ async fn pages_carry_security_headers() {
     }
     assert!(!csp.contains("unsafe-inline"));
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(response.headers()["x-frame-options"], "DENY");
+    let logout = user.get("/auth/logout").await;
+    assert!(logout.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    // JSON answers are not documents, but are never sniffed either.
+    let other = app.login(None).await;
+    let posted = other.say("hi").await;
+    assert_eq!(posted.headers()["x-content-type-options"], "nosniff");
 }
 
 #[tokio::test]
