@@ -706,6 +706,10 @@ async fn main() {
         }
     }
     let _ = shared.stop.send(true);
+    let faults = ["lost", "duplicated", "out_of_order"]
+        .iter()
+        .filter_map(|key| report.get(*key).and_then(serde_json::Value::as_u64))
+        .sum::<u64>();
     if let Some(path) = &args.json {
         use std::io::Write;
         let mut file = std::fs::OpenOptions::new()
@@ -715,6 +719,13 @@ async fn main() {
             .unwrap();
         writeln!(file, "{}", serde_json::Value::Object(report)).unwrap();
     }
-    // Receivers still open in idle mode end with the process.
+    // Receivers still open in idle mode end with the process. A delivery fault fails the run.
+    if faults > 0 {
+        eprintln!(
+            "[{}] FAILED: {faults} lost, duplicated or out-of-order deliveries",
+            args.label
+        );
+        std::process::exit(1);
+    }
     std::process::exit(0);
 }
