@@ -201,6 +201,12 @@ async fn wait_for_message(client: &Client, text: &str, who: &str) {
     .await;
 }
 
+/// The input is cleared once the server has accepted the message.
+async fn wait_for_input_cleared(client: &Client, who: &str) {
+    let script = "return document.getElementById('message').value === '';";
+    wait_for(client, script, &format!("{who}'s input cleared")).await;
+}
+
 async fn type_and_send(client: &Client, text: &str) {
     let input = client.find(Locator::Css("#message")).await.unwrap();
     input.send_keys(text).await.unwrap();
@@ -243,21 +249,11 @@ async fn two_users_on_two_transports_chat_and_survive_a_restart() {
     type_and_send(&alice, "hello from Alice").await;
     wait_for_message(&bob, "hello from Alice", "Bob").await;
     wait_for_message(&alice, "hello from Alice", "Alice").await;
-    wait_for(
-        &alice,
-        "return document.getElementById('message').value === '';",
-        "Alice's input cleared",
-    )
-    .await;
+    wait_for_input_cleared(&alice, "Alice").await;
     type_and_send(&bob, "hello from Bob").await;
     wait_for_message(&alice, "hello from Bob", "Alice").await;
     wait_for_message(&bob, "hello from Bob", "Bob").await;
-    wait_for(
-        &bob,
-        "return document.getElementById('message').value === '';",
-        "Bob's input cleared",
-    )
-    .await;
+    wait_for_input_cleared(&bob, "Bob").await;
 
     // A second tab of Alice's updates too.
     let first_tab = alice.window().await.unwrap();
