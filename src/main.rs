@@ -49,7 +49,10 @@ async fn main() -> ExitCode {
     };
     tokio::spawn(startup::shutdown_on_signal(app.shutdown_handle()));
     match app.run_until_stopped().await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             tracing::error!(%error, "server failed");
             ExitCode::FAILURE

@@ -177,7 +177,6 @@ impl ShutdownHandle {
         let stopped = self.server.stop(true);
         self.state.hub.shutdown().await;
         stopped.await;
-        tracing::info!("stopped");
     }
 }
 
