@@ -314,15 +314,7 @@ async fn the_form_posts_with_javascript_disabled() {
         .await
         .unwrap();
     assert_eq!(browser.current_url().await.unwrap().path(), "/");
-    let input = browser.find(Locator::Css("#message")).await.unwrap();
-    input.send_keys("posted without javascript").await.unwrap();
-    browser
-        .find(Locator::Css("#messageform input[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_and_send(&browser, "posted without javascript").await;
     // The POST answers 302 to `next`, and the page that comes back shows the message.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
