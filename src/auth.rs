@@ -21,7 +21,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::UserName;
 use crate::error::AppError;
-use crate::startup::AppState;
 
 pub const USER_COOKIE: &str = "user";
 const SESSION_KEY: &str = "login";
@@ -30,20 +29,35 @@ const SESSION_KEY: &str = "login";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Login {
     /// The display name.
-    pub name: String,
-    /// Random per login: XSRF tokens and rate limits are bound to it.
-    pub id: String,
+    pub name: UserName,
+    pub id: LoginId,
     /// Unix seconds when the login was made.
     pub issued_at: u64,
 }
 
-impl Login {
-    pub fn new(name: UserName) -> Self {
+/// Random per login (128 bits, hex): XSRF tokens, rate limits and socket caps are bound to
+/// it. It never leaves the server except inside the encrypted cookie.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LoginId(String);
+
+impl LoginId {
+    fn random() -> Self {
         let mut id = [0u8; 16];
         rand::rng().fill_bytes(&mut id);
+        Self(hex::encode(id))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Login {
+    pub fn new(name: UserName) -> Self {
         Self {
-            name: name.as_str().to_owned(),
-            id: hex::encode(id),
+            name,
+            id: LoginId::random(),
             issued_at: unix_now(),
         }
     }
@@ -77,14 +91,22 @@ thread_local! {
     static LOGIN_CACHE: RefCell<HashMap<Box<str>, Option<Rc<Login>>>> = RefCell::new(HashMap::new());
 }
 
-/// Reads logins from `user` cookies made by actix-session's cookie store with `key`.
+/// Reads logins from `user` cookies made by actix-session's cookie store with `key`. The
+/// `CurrentUser` extractor finds it as app data of its own.
 pub struct LoginReader {
     key: Key,
+    max_age_days: u32,
 }
 
 impl LoginReader {
-    pub fn new(key: Key) -> Self {
-        Self { key }
+    pub fn new(key: Key, max_age_days: u32) -> Self {
+        Self { key, max_age_days }
+    }
+
+    /// The unexpired login of a request, if its `user` cookie holds one.
+    fn current(&self, req: &HttpRequest) -> Option<Rc<Login>> {
+        let login = self.read(req.cookie(USER_COOKIE)?.value())?;
+        (!login.is_expired(self.max_age_days, unix_now())).then_some(login)
     }
 
     /// The login in a `user` cookie value, if it decrypts and holds one.
@@ -119,21 +141,15 @@ impl LoginReader {
 #[derive(Debug, Clone)]
 pub struct CurrentUser(pub Rc<Login>);
 
-impl CurrentUser {
-    fn from_request_sync(req: &HttpRequest) -> Option<Self> {
-        let state = req.app_data::<web::Data<AppState>>()?;
-        let login = state.logins.read(req.cookie(USER_COOKIE)?.value())?;
-        let max_age_days = state.settings.security.cookie_max_age_days;
-        (!login.is_expired(max_age_days, unix_now())).then_some(Self(login))
-    }
-}
-
 impl FromRequest for CurrentUser {
     type Error = AppError;
     type Future = Ready<Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Self::from_request_sync(req).ok_or(AppError::Forbidden("login required")))
+        let login = req
+            .app_data::<web::Data<LoginReader>>()
+            .and_then(|reader| reader.current(req));
+        ready(login.map(Self).ok_or(AppError::Forbidden("login required")))
     }
 }
 
@@ -144,8 +160,8 @@ mod tests {
     #[test]
     fn logins_expire_after_max_age() {
         let login = Login {
-            name: "a".into(),
-            id: "x".into(),
+            name: UserName::parse("a").unwrap(),
+            id: LoginId::random(),
             issued_at: 1_000_000,
         };
         assert!(!login.is_expired(30, 1_000_000 + 29 * 86_400));

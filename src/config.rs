@@ -22,6 +22,7 @@ pub struct Settings {
     pub security: SecuritySettings,
     pub room: RoomSettings,
     pub websocket: WebSocketSettings,
+    pub log: LogSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -32,6 +33,8 @@ pub struct ServerSettings {
     /// 0 means one worker per core.
     pub workers: usize,
     pub max_connections: usize,
+    /// A theme directory with `templates/` and `static/`; empty means the built-in files.
+    pub assets_dir: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +61,31 @@ pub struct RoomSettings {
 pub struct WebSocketSettings {
     pub max_frame_bytes: usize,
     pub ping_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`; read through [`LogSettings::format`].
+    format: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for a log collector.
+    Json,
+}
+
+impl LogSettings {
+    pub fn format(&self) -> LogFormat {
+        match self.format.as_str() {
+            "json" => LogFormat::Json,
+            _ => LogFormat::Text,
+        }
+    }
 }
 
 /// A string that never shows up in `Debug` output or logs.
@@ -247,6 +275,12 @@ impl Settings {
             return Err(ConfigError::bad(
                 "room.rate_per_sec",
                 "must be a positive number",
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::bad(
+                "log.format",
+                "must be \"text\" or \"json\"",
             ));
         }
         if self.websocket.max_frame_bytes < 1024 {
@@ -506,6 +540,7 @@ mod tests {
             ("CHATDEMO_ROOM__CACHE_SIZE", "0", "room.cache_size"),
             ("CHATDEMO_ROOM__RATE_PER_SEC", "-1", "room.rate_per_sec"),
             ("CHATDEMO_SERVER__ADDRESS", "localhost:80", "server.address"),
+            ("CHATDEMO_LOG__FORMAT", "xml", "log.format"),
             (
                 "CHATDEMO_SECURITY__ALLOWED_ORIGINS",
                 "https://a.example/path",

@@ -1,8 +1,11 @@
-//! The room's data: who may post (`UserName`), what may be posted (`MessageBody`), and the
-//! message as clients see it. Input becomes these types at the edge; past it, they are valid.
+//! The room's data: who may post (`UserName`), what may be posted (`MessageBody`), where a
+//! client stands (`Cursor`), where it may be sent (`LocalPath`), and the message as clients
+//! see it. Input becomes these types at the edge; past it, they are valid.
+
+use std::fmt;
 
 use rand::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InputError {
@@ -12,10 +15,14 @@ pub enum InputError {
     EmptyBody,
     #[error("the message is longer than {max} characters")]
     BodyTooLong { max: usize },
+    #[error("next must be a local path")]
+    NotLocalPath,
 }
 
-/// A display name: 1 to 32 ASCII letters, digits, space, `-`, `_`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A display name: 1 to 32 ASCII letters, digits, space, `-`, `_`. Checked whenever one is
+/// read, from a query string or from a login cookie.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub struct UserName(String);
 
 impl UserName {
@@ -40,6 +47,13 @@ impl UserName {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl TryFrom<String> for UserName {
+    type Error = InputError;
+    fn try_from(raw: String) -> Result<Self, InputError> {
+        Self::parse(&raw)
     }
 }
 
@@ -81,28 +95,129 @@ impl MessageBody {
     }
 }
 
+/// A message's id: a UUID, safe in an HTML `id` (after the `m` prefix) and in a CSS selector.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MessageId(String);
+
+impl MessageId {
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4().hyphenated().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for MessageId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where a client stands in the room: the id of the newest message it has (or the room's
+/// origin, for a page rendered while the room was empty). Opaque to clients; the long poll
+/// and the WebSocket read it the same way. An empty value is no cursor at all.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Cursor(String);
+
+impl Cursor {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Cursor {
+    fn from(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
+impl From<&MessageId> for Cursor {
+    fn from(id: &MessageId) -> Self {
+        Self(id.0.clone())
+    }
+}
+
+/// A redirect target on this site: one leading `/` (not `//` or `/\`, which browsers read
+/// as another host) and no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalPath(String);
+
+impl LocalPath {
+    pub fn parse(target: &str) -> Result<Self, InputError> {
+        let bytes = target.as_bytes();
+        let local = bytes.first() == Some(&b'/')
+            && !matches!(bytes.get(1), Some(b'/' | b'\\'))
+            && !target.chars().any(char::is_control);
+        if local {
+            Ok(Self(target.to_owned()))
+        } else {
+            Err(InputError::NotLocalPath)
+        }
+    }
+
+    pub fn root() -> Self {
+        Self("/".to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for LocalPath {
+    type Error = InputError;
+    fn try_from(raw: String) -> Result<Self, InputError> {
+        Self::parse(&raw)
+    }
+}
+
 /// A message as every client receives it; field order is the wire order.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Message {
-    /// A UUID: safe in an HTML `id` (after the `m` prefix) and in a CSS selector.
-    pub id: String,
-    pub from: String,
-    pub body: String,
+    pub id: MessageId,
+    pub from: UserName,
+    pub body: MessageBody,
     /// Rendered from `templates/message.html`.
     pub html: String,
 }
 
-/// Whether `target` may be redirected to: a path on this site. One leading `/` (not `//`
-/// or `/\`, which browsers read as another host) and no control characters.
-pub fn is_local_path(target: &str) -> bool {
-    let bytes = target.as_bytes();
-    bytes.first() == Some(&b'/')
-        && !matches!(bytes.get(1), Some(b'/' | b'\\'))
-        && !target.chars().any(char::is_control)
+#[cfg(test)]
+impl Message {
+    /// A message with a chosen id, for unit tests of code that treats ids as opaque.
+    pub(crate) fn for_test(id: &str, body: &str) -> Self {
+        Self {
+            id: MessageId(id.to_owned()),
+            from: UserName("Ann".to_owned()),
+            body: MessageBody(body.to_owned()),
+            html: format!("<div>{body}</div>"),
+        }
+    }
 }
 
-pub fn new_message_id() -> String {
-    uuid::Uuid::new_v4().hyphenated().to_string()
+// On the wire and in logs each of these is its plain string.
+macro_rules! plain_string {
+    ($($name:ty),*) => {$(
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+plain_string!(UserName, MessageId);
+
+impl Serialize for MessageBody {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 #[cfg(test)]
@@ -122,7 +237,7 @@ mod tests {
     #[test]
     fn only_local_paths_are_redirect_targets() {
         for good in ["/", "/a/b?c=d#e", "/a//b", "/a\\b"] {
-            assert!(is_local_path(good), "{good:?}");
+            assert!(LocalPath::parse(good).is_ok(), "{good:?}");
         }
         for bad in [
             "",
@@ -134,7 +249,11 @@ mod tests {
             "/a\nb",
             "/a\u{85}",
         ] {
-            assert!(!is_local_path(bad), "{bad:?}");
+            assert_eq!(
+                LocalPath::parse(bad),
+                Err(InputError::NotLocalPath),
+                "{bad:?}"
+            );
         }
     }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::domain::InputError;
 use crate::form::FormError;
+use crate::hub::HubClosed;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -31,6 +32,13 @@ pub enum AppError {
     ShuttingDown,
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The room only closes when the server shuts down.
+impl From<HubClosed> for AppError {
+    fn from(_: HubClosed) -> Self {
+        Self::ShuttingDown
+    }
 }
 
 impl AppError {

@@ -1,8 +1,10 @@
 //! chatdemo: Tornado's chat demo ported to actix-web. One room, a 200-message cache with
 //! cursors, signed-cookie users, XSRF tokens, long polling and a WebSocket on the same hub.
 
+pub mod assets;
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod domain;
 pub mod error;
 pub mod form;
@@ -14,6 +16,7 @@ pub mod rate;
 pub mod routes;
 pub mod socket;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 pub mod templates;
 pub mod xsrf;

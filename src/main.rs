@@ -25,7 +25,6 @@ struct Cli {
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init();
     let overrides = CliOverrides {
         config_path: cli.config,
         port: cli.port,
@@ -34,11 +33,12 @@ async fn main() -> ExitCode {
     let settings = match Settings::load(&overrides) {
         Ok(settings) => settings,
         Err(error) => {
-            tracing::error!(%error, "invalid configuration");
+            // Logging is not set up yet: its format is part of what failed to load.
             eprintln!("chatdemo: invalid configuration: {error}");
             return ExitCode::from(2);
         }
     };
+    telemetry::init(settings.log.format());
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(error) => {

@@ -7,30 +7,49 @@ use std::time::Instant;
 use crate::auth::Login;
 use crate::domain::MessageBody;
 use crate::error::AppError;
-use crate::hub::Entry;
-use crate::startup::AppState;
-use crate::templates::build_message;
+use crate::hub::{Entry, HubHandle};
+use crate::rate::RateLimiter;
+use crate::templates::Templates;
 
-pub async fn post_message(
-    state: &AppState,
-    login: &Login,
-    raw_body: &str,
-) -> Result<Arc<Entry>, AppError> {
-    let text = MessageBody::parse(raw_body, state.settings.room.max_message_chars)?;
-    // Checked after validation, so a refused message costs no rate.
-    state
-        .rate
-        .check(&login.id, Instant::now())
-        .map_err(|wait| AppError::RateLimited {
-            retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-        })?;
-    let message =
-        build_message(&state.templates, &login.name, text.as_str()).map_err(AppError::internal)?;
-    let entry = state
-        .hub
-        .publish(message)
-        .await
-        .map_err(|_| AppError::ShuttingDown)?;
-    tracing::debug!(user = %login.name, id = %entry.message.id, "message posted");
-    Ok(entry)
+/// What a post needs, and nothing more; cheap to clone into every socket.
+#[derive(Clone)]
+pub struct Poster {
+    hub: HubHandle,
+    templates: Arc<Templates>,
+    rate: Arc<RateLimiter>,
+    max_chars: usize,
+}
+
+impl Poster {
+    pub fn new(
+        hub: HubHandle,
+        templates: Arc<Templates>,
+        rate: Arc<RateLimiter>,
+        max_chars: usize,
+    ) -> Self {
+        Self {
+            hub,
+            templates,
+            rate,
+            max_chars,
+        }
+    }
+
+    /// Posts `raw_body` as `login`; answers once the message is in the room.
+    pub async fn post(&self, login: &Login, raw_body: &str) -> Result<Arc<Entry>, AppError> {
+        let body = MessageBody::parse(raw_body, self.max_chars)?;
+        // Checked after validation, so a refused message costs no rate.
+        self.rate
+            .check(login.id.as_str(), Instant::now())
+            .map_err(|wait| AppError::RateLimited {
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            })?;
+        let message = self
+            .templates
+            .build_message(&login.name, body)
+            .map_err(AppError::internal)?;
+        let entry = self.hub.publish(message).await?;
+        tracing::debug!(user = %login.name, id = %entry.message.id, "message posted");
+        Ok(entry)
+    }
 }

@@ -6,22 +6,23 @@
 //! closed with 1013; it comes back with its cursor and misses nothing.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::web;
 use actix_ws::{
     AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
-use crate::auth::Login;
+use crate::auth::{Login, LoginId};
 use crate::error::AppError;
-use crate::hub::Subscription;
-use crate::posting::post_message;
-use crate::startup::AppState;
+use crate::hub::{Frame, Subscription};
+use crate::metrics::Metrics;
+use crate::posting::Poster;
+use crate::xsrf::XsrfKey;
 
 /// How long one write may wait for a client before it counts as too slow.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,51 +46,62 @@ struct ErrorFrame<'a> {
     error: &'a str,
 }
 
-/// Sockets per login, so one client cannot hold an unbounded share of the server.
+/// What every socket shares, built once at start.
+pub struct SocketContext {
+    pub poster: Poster,
+    pub xsrf: XsrfKey,
+    pub limits: SocketLimits,
+    pub metrics: Arc<Metrics>,
+    pub ping_interval: Duration,
+    /// Largest message a client may send, fragments included.
+    pub max_frame_bytes: usize,
+    /// Frames a socket may fall behind the room before it is dropped as too slow.
+    pub backlog: usize,
+}
+
+/// Sockets per login, so one client cannot hold an unbounded share of the server. Per
+/// instance: each process counts its own sockets.
+#[derive(Clone)]
 pub struct SocketLimits {
     per_login: usize,
-    open: Mutex<HashMap<String, usize>>,
+    open: Arc<Mutex<HashMap<LoginId, usize>>>,
+    metrics: Arc<Metrics>,
 }
 
 /// A socket's place: counted per login and in the metrics until dropped.
 pub struct SocketSlot {
-    state: web::Data<AppState>,
-    login_id: String,
+    limits: SocketLimits,
+    login_id: LoginId,
 }
 
 impl SocketLimits {
-    pub fn new(per_login: usize) -> Self {
+    pub fn new(per_login: usize, metrics: Arc<Metrics>) -> Self {
         Self {
             per_login,
-            open: Mutex::new(HashMap::new()),
+            open: Arc::default(),
+            metrics,
         }
     }
 
-    pub fn acquire(state: &web::Data<AppState>, login_id: &str) -> Result<SocketSlot, AppError> {
-        let limits = &state.socket_limits;
-        let mut open = limits.open.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(login_id.to_owned()).or_insert(0);
-        if *count >= limits.per_login {
+    pub fn acquire(&self, login_id: &LoginId) -> Result<SocketSlot, AppError> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(login_id.clone()).or_insert(0);
+        if *count >= self.per_login {
             return Err(AppError::TooManySockets);
         }
         *count += 1;
-        state.metrics.sockets.fetch_add(1, Relaxed);
+        self.metrics.sockets.fetch_add(1, Relaxed);
         Ok(SocketSlot {
-            state: state.clone(),
-            login_id: login_id.to_owned(),
+            limits: self.clone(),
+            login_id: login_id.clone(),
         })
     }
 }
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
-        self.state.metrics.sockets.fetch_sub(1, Relaxed);
-        let mut open = self
-            .state
-            .socket_limits
-            .open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        self.limits.metrics.sockets.fetch_sub(1, Relaxed);
+        let mut open = self.limits.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(count) = open.get_mut(&self.login_id) {
             *count -= 1;
             if *count == 0 {
@@ -100,8 +112,8 @@ impl Drop for SocketSlot {
 }
 
 pub struct SocketConnection {
-    pub state: web::Data<AppState>,
-    pub login: std::rc::Rc<Login>,
+    pub context: Arc<SocketContext>,
+    pub login: Rc<Login>,
     /// The `_xsrf` cookie sent with the upgrade: posts must carry the same token.
     pub xsrf_cookie: Option<String>,
     pub session: Session,
@@ -125,18 +137,18 @@ pub async fn serve(mut conn: SocketConnection) {
         session,
         login,
         slot,
-        state,
+        context,
         ..
     } = conn;
     match end {
         End::ByClient => tracing::debug!(user = %login.name, "socket closed by client"),
         End::Stalled => {
-            state.metrics.slow_disconnects.fetch_add(1, Relaxed);
+            context.metrics.slow_disconnects.fetch_add(1, Relaxed);
             tracing::info!(user = %login.name, "socket dropped: client not reading");
         }
         End::Close(code, reason) => {
             if code == CloseCode::Again {
-                state.metrics.slow_disconnects.fetch_add(1, Relaxed);
+                context.metrics.slow_disconnects.fetch_add(1, Relaxed);
             }
             tracing::debug!(user = %login.name, code = u16::from(code), reason, "closing socket");
             let close = session.close(Some(CloseReason {
@@ -150,7 +162,7 @@ pub async fn serve(mut conn: SocketConnection) {
 }
 
 async fn run(conn: &mut SocketConnection) -> End {
-    let metrics = conn.state.metrics.clone();
+    let metrics = conn.context.metrics.clone();
     if let Some(replay) = conn.subscription.replay.take() {
         if !write(&mut conn.session, replay).await {
             return End::Stalled;
@@ -159,8 +171,8 @@ async fn run(conn: &mut SocketConnection) -> End {
             .delivered
             .fetch_add(conn.subscription.replayed as u64, Relaxed);
     }
-    let backlog = conn.state.socket_backlog;
-    let ping_every = conn.state.settings.websocket.ping_interval();
+    let backlog = conn.context.backlog;
+    let ping_every = conn.context.ping_interval;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
 
@@ -232,7 +244,7 @@ async fn run(conn: &mut SocketConnection) -> End {
 }
 
 /// Writes one frame; false when the client has not taken it in time (or is gone).
-async fn write(session: &mut Session, frame: crate::hub::Frame) -> bool {
+async fn write(session: &mut Session, frame: Frame) -> bool {
     matches!(
         tokio::time::timeout(WRITE_TIMEOUT, session.text(frame)).await,
         Ok(Ok(()))
@@ -244,8 +256,8 @@ async fn write(session: &mut Session, frame: crate::hub::Frame) -> bool {
 /// the write timeout would only hold its buffers longer.
 async fn write_from_feed(
     session: &mut Session,
-    frame: crate::hub::Frame,
-    feed: &tokio::sync::broadcast::Receiver<crate::hub::Frame>,
+    frame: Frame,
+    feed: &tokio::sync::broadcast::Receiver<Frame>,
     backlog: usize,
 ) -> Result<(), End> {
     let lag_watch = async {
@@ -273,16 +285,16 @@ async fn handle_post(conn: &mut SocketConnection, text: &str) -> Option<End> {
             return reply_error(conn, r#"expected {"body": "...", "_xsrf": "..."}"#).await;
         }
     };
-    let state = &conn.state;
-    if let Err(error) = state.xsrf.check(
-        &conn.login.id,
+    let context = &conn.context;
+    if let Err(error) = context.xsrf.check(
+        conn.login.id.as_str(),
         conn.xsrf_cookie.as_deref(),
         post.xsrf.as_deref(),
     ) {
         tracing::info!(user = %conn.login.name, %error, "socket post refused");
         return Some(End::Close(CloseCode::Policy, "missing or bad _xsrf"));
     }
-    match post_message(state, &conn.login, &post.body).await {
+    match context.poster.post(&conn.login, &post.body).await {
         // The sender gets its own message through the feed, like everyone else.
         Ok(_) => None,
         Err(AppError::ShuttingDown) => Some(End::Close(CloseCode::Away, "server shutting down")),
@@ -291,7 +303,8 @@ async fn handle_post(conn: &mut SocketConnection, text: &str) -> Option<End> {
 }
 
 async fn reply_error(conn: &mut SocketConnection, error: &str) -> Option<End> {
-    let frame = serde_json::to_string(&ErrorFrame { error }).expect("a string serialises");
+    let frame = serde_json::to_string(&ErrorFrame { error })
+        .unwrap_or_else(|_| r#"{"error":"bad frame"}"#.to_owned());
     if write(&mut conn.session, frame.into()).await {
         None
     } else {

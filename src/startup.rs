@@ -2,27 +2,31 @@
 //! actix server whose workers share them. Also the shutdown path used by signals and tests.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use actix_session::config::{CookieContentSecurity, PersistentSession};
 use actix_session::storage::CookieSessionStore;
 use actix_session::SessionMiddleware;
-use actix_web::body::MessageBody;
 use actix_web::cookie::{time::Duration as CookieDuration, Key, SameSite};
-use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{from_fn, DefaultHeaders, Next};
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{from_fn, DefaultHeaders};
+use actix_web::{web, App, HttpServer};
 use rand::RngCore;
 
+use crate::assets::{AssetError, Assets, EmbeddedStatic};
 use crate::auth::{LoginReader, USER_COOKIE};
 use crate::config::Settings;
+use crate::connections::{limit_connections, ConnectionLimit};
 use crate::hub::{HubConfig, HubHandle};
 use crate::metrics::Metrics;
+use crate::posting::Poster;
 use crate::rate::RateLimiter;
-use crate::routes;
-use crate::socket::SocketLimits;
+use crate::routes::{self, Routes};
+use crate::socket::{SocketContext, SocketLimits};
+use crate::state::AppState;
+use crate::telemetry::trace_requests;
 use crate::templates::{TemplateError, Templates};
 use crate::xsrf::XsrfKey;
 
@@ -36,24 +40,6 @@ const SOCKET_BACKLOG: usize = 256;
 /// WebSockets one login may hold open at once (tabs, devices); more get 429.
 const SOCKETS_PER_LOGIN: usize = 64;
 
-/// Everything the handlers share, built once for all workers.
-pub struct AppState {
-    pub settings: Settings,
-    pub hub: HubHandle,
-    pub templates: Templates,
-    pub xsrf: XsrfKey,
-    pub logins: LoginReader,
-    pub rate: RateLimiter,
-    pub metrics: Arc<Metrics>,
-    pub socket_limits: SocketLimits,
-    /// Frames a socket may fall behind the room before it is dropped as too slow.
-    pub socket_backlog: usize,
-    /// Set when shutdown starts: `/healthz` answers 503 from then on.
-    pub shutting_down: AtomicBool,
-    /// Requests being served now (held polls included; upgraded sockets count separately).
-    pub in_flight: AtomicU64,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot listen on {address}: {source}")]
@@ -61,6 +47,8 @@ pub enum StartupError {
         address: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Assets(#[from] AssetError),
     #[error(transparent)]
     Templates(#[from] TemplateError),
     #[error(transparent)]
@@ -70,14 +58,16 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
-    state: web::Data<AppState>,
+    hub: HubHandle,
+    shutting_down: Arc<AtomicBool>,
 }
 
 /// Stops the application the graceful way: from a signal, or from a test.
 #[derive(Clone)]
 pub struct ShutdownHandle {
     server: ServerHandle,
-    state: web::Data<AppState>,
+    hub: HubHandle,
+    shutting_down: Arc<AtomicBool>,
 }
 
 impl Application {
@@ -85,7 +75,14 @@ impl Application {
     /// hub task is spawned on it).
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         raise_open_file_limit();
+        let assets = match settings.server.assets_dir.as_str() {
+            "" => Assets::Embedded,
+            dir => Assets::directory(Path::new(dir))?,
+        };
+        let templates = Arc::new(Templates::load(&assets)?);
         let secret = cookie_secret(&settings);
+        let session_key = Key::derive_from(&secret);
+        let xsrf = XsrfKey::derive(&secret);
         let metrics = Arc::new(Metrics::default());
         let hub = HubHandle::start(
             HubConfig {
@@ -94,23 +91,51 @@ impl Application {
             },
             metrics.clone(),
         );
-        let templates = Templates::load(&asset_dir("templates"), &asset_dir("static"))?;
-        let session_key = Key::derive_from(&secret);
-        let state = web::Data::new(AppState {
-            xsrf: XsrfKey::derive(&secret),
-            logins: LoginReader::new(session_key.clone()),
-            rate: RateLimiter::new(settings.room.rate_burst, settings.room.rate_per_sec),
-            hub,
-            templates,
-            metrics,
-            socket_limits: SocketLimits::new(SOCKETS_PER_LOGIN),
-            socket_backlog: SOCKET_BACKLOG,
-            shutting_down: AtomicBool::new(false),
-            in_flight: AtomicU64::new(0),
-            settings,
+        let rate = Arc::new(RateLimiter::new(
+            settings.room.rate_burst,
+            settings.room.rate_per_sec,
+        ));
+        let poster = Poster::new(
+            hub.clone(),
+            templates.clone(),
+            rate,
+            settings.room.max_message_chars,
+        );
+        let sockets = Arc::new(SocketContext {
+            poster: poster.clone(),
+            xsrf: xsrf.clone(),
+            limits: SocketLimits::new(SOCKETS_PER_LOGIN, metrics.clone()),
+            metrics: metrics.clone(),
+            ping_interval: settings.websocket.ping_interval(),
+            max_frame_bytes: settings.websocket.max_frame_bytes,
+            backlog: SOCKET_BACKLOG,
         });
+        let shutting_down = Arc::new(AtomicBool::new(false));
+        let routes = Arc::new(Routes {
+            state: web::Data::new(AppState {
+                hub: hub.clone(),
+                templates,
+                xsrf,
+                poster,
+                sockets,
+                metrics: metrics.clone(),
+                security: settings.security.clone(),
+                poll_timeout: settings.room.poll_timeout(),
+                shutting_down: shutting_down.clone(),
+            }),
+            logins: web::Data::new(LoginReader::new(
+                session_key.clone(),
+                settings.security.cookie_max_age_days,
+            )),
+            embedded: web::Data::new(EmbeddedStatic::new()),
+            assets,
+            form_limit_bytes: settings.room.form_limit_bytes(),
+        });
+        let connection_limit = web::Data::new(ConnectionLimit::new(
+            settings.server.max_connections,
+            metrics,
+        ));
 
-        let settings = &state.settings;
         let address = format!("{}:{}", settings.server.address, settings.server.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
             address: address.clone(),
@@ -122,19 +147,17 @@ impl Application {
             n => n,
         };
 
-        let server_state = state.clone();
-        let static_dir = asset_dir("static");
         let server = HttpServer::new(move || {
-            let state = server_state.clone();
+            let sessions = session_middleware(&settings, session_key.clone());
             App::new()
-                .configure(|cfg| {
-                    let sessions = session_middleware(&state.settings, session_key.clone());
-                    routes::configure(cfg, state.clone(), sessions, &static_dir)
-                })
+                .app_data(connection_limit.clone())
+                .configure(|cfg| routes::configure(cfg, &routes, sessions))
                 // Every response: never let a browser guess a type (the page-only
                 // headers are in `routes::page_headers`).
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 .wrap(from_fn(limit_connections))
+                // Outermost, so refusals and every header are inside the request's span.
+                .wrap(from_fn(trace_requests))
         })
         .workers(workers)
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
@@ -147,7 +170,8 @@ impl Application {
         Ok(Self {
             port,
             server,
-            state,
+            hub,
+            shutting_down,
         })
     }
 
@@ -158,7 +182,8 @@ impl Application {
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
             server: self.server.handle(),
-            state: self.state.clone(),
+            hub: self.hub.clone(),
+            shutting_down: self.shutting_down.clone(),
         }
     }
 
@@ -172,10 +197,10 @@ impl ShutdownHandle {
     /// waits for the server to stop.
     pub async fn shutdown(&self) {
         tracing::info!("shutting down");
-        self.state.shutting_down.store(true, Relaxed);
+        self.shutting_down.store(true, Relaxed);
         // `stop` takes effect at once; awaiting it waits for the workers to finish.
         let stopped = self.server.stop(true);
-        self.state.hub.shutdown().await;
+        self.hub.shutdown().await;
         stopped.await;
     }
 }
@@ -185,27 +210,20 @@ pub async fn shutdown_on_signal(handle: ShutdownHandle) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler succeeds on unix");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            },
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = ctrl_c.await;
+            }
         }
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     handle.shutdown().await;
-}
-
-/// Where `templates/` and `static/` are: the working directory when it has them (a
-/// deployment), else the source tree this binary was built from (`cargo run`, tests).
-pub fn asset_dir(name: &str) -> PathBuf {
-    let local = Path::new(name);
-    if local.is_dir() {
-        local.to_path_buf()
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
-    }
 }
 
 /// Every held poll and socket is an open file: raise the soft limit to the hard one.
@@ -245,48 +263,4 @@ fn session_middleware(settings: &Settings, key: Key) -> SessionMiddleware<Cookie
         .cookie_content_security(CookieContentSecurity::Private)
         .session_lifecycle(PersistentSession::default().session_ttl(max_age))
         .build()
-}
-
-/// Counts a request against `server.max_connections` while it is being served.
-struct ConnectionGuard(web::Data<AppState>);
-
-impl ConnectionGuard {
-    fn enter(state: &web::Data<AppState>) -> Option<Self> {
-        let open = state.in_flight.fetch_add(1, Relaxed) + state.metrics.sockets.load(Relaxed);
-        let guard = Self(state.clone());
-        if open >= state.settings.server.max_connections as u64 {
-            state.metrics.refused_connections.fetch_add(1, Relaxed);
-            None // `guard` drops here and gives the slot back.
-        } else {
-            Some(guard)
-        }
-    }
-}
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Relaxed);
-    }
-}
-
-/// Middleware: refuses a request with 503 when `server.max_connections` requests and
-/// sockets are already being served, so a flood degrades into quick refusals instead of
-/// exhausting file descriptors and memory.
-async fn limit_connections(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let guard = req
-        .app_data::<web::Data<AppState>>()
-        .and_then(ConnectionGuard::enter);
-    match guard {
-        Some(_guard) => Ok(next.call(req).await?.map_into_left_body()),
-        None => {
-            let refused = HttpResponse::ServiceUnavailable()
-                .insert_header(("Retry-After", "5"))
-                .content_type("text/plain; charset=utf-8")
-                .body("too many connections; try again shortly");
-            Ok(req.into_response(refused).map_into_right_body())
-        }
-    }
 }

@@ -1,15 +1,15 @@
-//! Tera, loaded once at start. Templates are `*.html`, so Tera escapes every value; message
-//! bodies go through the `linkify` filter, which escapes the text itself and is the one
-//! filter marked safe. The page also gets a content hash of `static/` for cache busting.
+//! Tera, loaded once at start from the built-in templates or a theme (see `assets`).
+//! Templates are `*.html`, so Tera escapes every value; message bodies go through the
+//! `linkify` filter, which escapes the text itself and is the one filter marked safe. The
+//! page also gets a content hash of the static files for cache busting.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tera::{Context, Tera, Value};
 
-use crate::domain::Message;
+use crate::assets::{AssetError, Assets, TEMPLATE_NAMES};
+use crate::domain::{Message, MessageBody, MessageId, UserName};
 use crate::linkify::{escape_html, linkify};
 
 pub struct Templates {
@@ -19,8 +19,12 @@ pub struct Templates {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("template error: {0:?}")]
-pub struct TemplateError(#[from] tera::Error);
+pub enum TemplateError {
+    #[error("template error: {0:?}")]
+    Tera(#[from] tera::Error),
+    #[error(transparent)]
+    Assets(#[from] AssetError),
+}
 
 /// The chat page's data.
 #[derive(Serialize)]
@@ -40,17 +44,18 @@ struct MessageView<'a> {
 }
 
 impl Templates {
-    pub fn load(template_dir: &Path, static_dir: &Path) -> Result<Self, TemplateError> {
-        let mut tera = Tera::new(&format!("{}/**/*.html", template_dir.display()))?;
+    pub fn load(assets: &Assets) -> Result<Self, TemplateError> {
+        let mut tera = Tera::default();
+        // Parsed now: a broken template stops the start instead of failing a request.
+        tera.add_raw_templates(assets.templates()?)?;
         tera.set_escape_fn(escape);
         tera.register_filter("linkify", LinkifyFilter);
-        // Fail at start, not on the first request, if a template is missing.
-        for name in ["index.html", "message.html", "logout.html"] {
+        for name in TEMPLATE_NAMES {
             tera.get_template(name)?;
         }
         Ok(Self {
             tera,
-            static_version: hash_dir(static_dir),
+            static_version: assets.static_version(),
         })
     }
 
@@ -78,22 +83,22 @@ impl Templates {
         context.insert("static_version", &self.static_version);
         Ok(self.tera.render("logout.html", &context)?)
     }
-}
 
-/// A ready-made message from its parts (the id is fresh).
-pub fn build_message(
-    templates: &Templates,
-    from: &str,
-    body: &str,
-) -> Result<Message, TemplateError> {
-    let id = crate::domain::new_message_id();
-    let html = templates.render_message(&id, from, body)?;
-    Ok(Message {
-        id,
-        from: from.to_owned(),
-        body: body.to_owned(),
-        html,
-    })
+    /// A ready-made message from its parts (the id is fresh).
+    pub fn build_message(
+        &self,
+        from: &UserName,
+        body: MessageBody,
+    ) -> Result<Message, TemplateError> {
+        let id = MessageId::new();
+        let html = self.render_message(id.as_str(), from.as_str(), body.as_str())?;
+        Ok(Message {
+            id,
+            from: from.clone(),
+            body,
+            html,
+        })
+    }
 }
 
 fn escape(text: &str) -> String {
@@ -114,21 +119,4 @@ impl tera::Filter for LinkifyFilter {
     fn is_safe(&self) -> bool {
         true
     }
-}
-
-fn hash_dir(dir: &Path) -> String {
-    let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    paths.sort();
-    let mut hasher = Sha256::new();
-    for path in paths {
-        hasher.update(
-            path.file_name()
-                .map(|n| n.as_encoded_bytes())
-                .unwrap_or_default(),
-        );
-        hasher.update(std::fs::read(&path).unwrap_or_default());
-    }
-    hex::encode(&hasher.finalize()[..6])
 }

@@ -14,10 +14,8 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::error::AppError;
-use crate::form::FormFields;
 
 pub const COOKIE_NAME: &str = "_xsrf";
-pub const FIELD_NAME: &str = "_xsrf";
 const HEADER_NAMES: [&str; 2] = ["x-xsrftoken", "x-csrftoken"];
 const NONCE_BYTES: usize = 16;
 const MAC_BYTES: usize = 16;
@@ -81,15 +79,15 @@ impl XsrfKey {
         Ok(())
     }
 
-    /// `check` over an HTTP request: the token comes from the form field `_xsrf`, else the
-    /// `X-Xsrftoken` or `X-Csrftoken` header.
+    /// `check` over an HTTP request: the token comes from the form field `_xsrf` (`field`),
+    /// else the `X-Xsrftoken` or `X-Csrftoken` header.
     pub fn check_request(
         &self,
         req: &HttpRequest,
-        form: &FormFields,
+        field: Option<&str>,
         login_id: &str,
     ) -> Result<(), AppError> {
-        let submitted = form.get_non_empty(FIELD_NAME).or_else(|| {
+        let submitted = field.filter(|v| !v.is_empty()).or_else(|| {
             HEADER_NAMES.iter().find_map(|name| {
                 req.headers()
                     .get(*name)

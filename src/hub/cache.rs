@@ -8,6 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::frame::Entry;
+use crate::domain::{Cursor, MessageId};
 
 pub struct Cache {
     capacity: usize,
@@ -16,7 +17,7 @@ pub struct Cache {
     index: HashMap<Arc<str>, u64>,
     /// Sequence number the next message will get; the first message is 1.
     next_seq: u64,
-    origin: String,
+    origin: Cursor,
 }
 
 /// What a client following `cursor` should get now.
@@ -39,7 +40,7 @@ impl Cache {
             entries: VecDeque::with_capacity(capacity),
             index: HashMap::with_capacity(capacity),
             next_seq: 1,
-            origin: format!("origin-{}", crate::domain::new_message_id()),
+            origin: Cursor::from(format!("origin-{}", MessageId::new())),
         }
     }
 
@@ -55,26 +56,26 @@ impl Cache {
     }
 
     /// The cursor of a client that has seen everything cached.
-    pub fn newest_cursor(&self) -> &str {
+    pub fn newest_cursor(&self) -> Cursor {
         self.entries
             .back()
-            .map_or(self.origin.as_str(), |e| e.message.id.as_str())
+            .map_or_else(|| self.origin.clone(), |e| Cursor::from(&e.message.id))
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &Arc<Entry>> {
         self.entries.iter()
     }
 
-    pub fn since(&self, cursor: Option<&str>) -> Since {
+    pub fn since(&self, cursor: Option<&Cursor>) -> Since {
         let Some(cursor) = cursor else {
             return Since::Wait;
         };
         let first_cached_seq = self.next_seq - self.entries.len() as u64;
-        let known_seq = if cursor == self.origin {
+        let known_seq = if *cursor == self.origin {
             // The origin is only "known" while nothing has been evicted since it.
             Some(0).filter(|_| first_cached_seq <= 1)
         } else {
-            self.index.get(cursor).copied()
+            self.index.get(cursor.as_str()).copied()
         };
         match known_seq {
             Some(seq) => {
@@ -102,20 +103,20 @@ mod tests {
     use super::*;
     use crate::domain::Message;
 
+    /// Test ids are short names; the cache treats ids as opaque.
     fn entry(id: &str) -> Arc<Entry> {
-        Arc::new(Entry::new(Message {
-            id: id.into(),
-            from: "a".into(),
-            body: "b".into(),
-            html: "h".into(),
-        }))
+        Arc::new(Entry::new(Message::for_test(id, "b")))
+    }
+
+    fn cursor(id: &str) -> Option<Cursor> {
+        Some(Cursor::from(id.to_owned()))
     }
 
     fn ids(since: Since) -> (Vec<String>, bool) {
         match since {
             Since::Wait => (vec![], false),
             Since::Messages { entries, reset } => (
-                entries.iter().map(|e| e.message.id.clone()).collect(),
+                entries.iter().map(|e| e.message.id.to_string()).collect(),
                 reset,
             ),
         }
@@ -128,10 +129,10 @@ mod tests {
             cache.push(entry(id));
         }
         assert_eq!(
-            ids(cache.since(Some("a"))),
+            ids(cache.since(cursor("a").as_ref())),
             (vec!["b".into(), "c".into()], false)
         );
-        assert!(matches!(cache.since(Some("c")), Since::Wait));
+        assert!(matches!(cache.since(cursor("c").as_ref()), Since::Wait));
         assert!(matches!(cache.since(None), Since::Wait));
     }
 
@@ -142,11 +143,11 @@ mod tests {
             cache.push(entry(id));
         }
         assert_eq!(
-            ids(cache.since(Some("a"))),
+            ids(cache.since(cursor("a").as_ref())),
             (vec!["b".into(), "c".into()], true)
         );
         assert_eq!(
-            ids(cache.since(Some("zzz"))),
+            ids(cache.since(cursor("zzz").as_ref())),
             (vec!["b".into(), "c".into()], true)
         );
     }
@@ -154,23 +155,23 @@ mod tests {
     #[test]
     fn unknown_cursor_with_empty_cache_waits() {
         let cache = Cache::new(2);
-        assert!(matches!(cache.since(Some("zzz")), Since::Wait));
+        assert!(matches!(cache.since(cursor("zzz").as_ref()), Since::Wait));
     }
 
     #[test]
     fn origin_cursor_sees_everything_until_something_is_evicted() {
         let mut cache = Cache::new(2);
-        let origin = cache.newest_cursor().to_owned();
-        assert!(matches!(cache.since(Some(&origin)), Since::Wait));
+        let origin = Some(cache.newest_cursor());
+        assert!(matches!(cache.since(origin.as_ref()), Since::Wait));
         cache.push(entry("a"));
         cache.push(entry("b"));
         assert_eq!(
-            ids(cache.since(Some(&origin))),
+            ids(cache.since(origin.as_ref())),
             (vec!["a".into(), "b".into()], false)
         );
         cache.push(entry("c"));
         assert_eq!(
-            ids(cache.since(Some(&origin))),
+            ids(cache.since(origin.as_ref())),
             (vec!["b".into(), "c".into()], true)
         );
     }

@@ -69,12 +69,7 @@ mod tests {
     use super::*;
 
     fn entry(id: &str, body: &str) -> Arc<Entry> {
-        Arc::new(Entry::new(Message {
-            id: id.into(),
-            from: "Ann".into(),
-            body: body.into(),
-            html: format!("<div>{body}</div>"),
-        }))
+        Arc::new(Entry::new(Message::for_test(id, body)))
     }
 
     #[test]

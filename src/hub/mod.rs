@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::domain::Message;
+use crate::domain::{Cursor, Message};
 use crate::metrics::Metrics;
 pub use frame::{Entry, Frame};
 
@@ -29,7 +29,7 @@ pub struct Snapshot {
     /// Cached messages, oldest first.
     pub entries: Vec<Arc<Entry>>,
     /// The cursor for a client that has seen all of them.
-    pub cursor: String,
+    pub cursor: Cursor,
 }
 
 /// A live feed for one WebSocket.
@@ -49,11 +49,11 @@ pub(crate) enum Command {
         done: oneshot::Sender<()>,
     },
     Poll {
-        cursor: Option<String>,
+        cursor: Option<Cursor>,
         reply: oneshot::Sender<Frame>,
     },
     Subscribe {
-        cursor: Option<String>,
+        cursor: Option<Cursor>,
         reply: oneshot::Sender<Subscription>,
     },
     Snapshot {
@@ -102,7 +102,7 @@ impl HubHandle {
 
     /// The long poll: messages after `cursor` at once if there are any, else the next one
     /// posted, else (after `hold`) an empty answer. Never fails: a closed room answers empty.
-    pub async fn poll(&self, cursor: Option<String>, hold: Duration) -> Frame {
+    pub async fn poll(&self, cursor: Option<Cursor>, hold: Duration) -> Frame {
         let (reply, answer) = oneshot::channel();
         if self.send(Command::Poll { cursor, reply }).await.is_err() {
             return frame::empty();
@@ -115,7 +115,7 @@ impl HubHandle {
     }
 
     /// A feed for a WebSocket that has seen everything up to `cursor`.
-    pub async fn subscribe(&self, cursor: Option<String>) -> Result<Subscription, HubClosed> {
+    pub async fn subscribe(&self, cursor: Option<Cursor>) -> Result<Subscription, HubClosed> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Subscribe { cursor, reply }).await?;
         answer.await.map_err(|_| HubClosed)

@@ -9,6 +9,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::cache::{Cache, Since};
 use super::frame::{self, Entry, Frame};
 use super::{Command, HubConfig, Snapshot, Subscription};
+use crate::domain::Cursor;
 use crate::metrics::Metrics;
 
 /// How often polls whose clients gave up are dropped from the waiters.
@@ -61,10 +62,10 @@ impl Room {
                 }
                 // After shutdown `done` is dropped, which the poster reads as "closed".
             }
-            Command::Poll { cursor, reply } => self.poll(cursor.as_deref(), reply),
+            Command::Poll { cursor, reply } => self.poll(cursor.as_ref(), reply),
             Command::Subscribe { cursor, reply } => {
                 if let Some(sockets) = &self.sockets {
-                    let (replay, replayed) = match self.cache.since(cursor.as_deref()) {
+                    let (replay, replayed) = match self.cache.since(cursor.as_ref()) {
                         Since::Wait => (None, 0),
                         Since::Messages { entries, reset } => {
                             (Some(frame::batch(&entries, reset)), entries.len())
@@ -81,7 +82,7 @@ impl Room {
             Command::Snapshot { reply } => {
                 let _ = reply.send(Snapshot {
                     entries: self.cache.entries().cloned().collect(),
-                    cursor: self.cache.newest_cursor().to_owned(),
+                    cursor: self.cache.newest_cursor(),
                 });
             }
             Command::Shutdown { done } => {
@@ -113,7 +114,7 @@ impl Room {
         self.update_waiting_gauge();
     }
 
-    fn poll(&mut self, cursor: Option<&str>, reply: oneshot::Sender<Frame>) {
+    fn poll(&mut self, cursor: Option<&Cursor>, reply: oneshot::Sender<Frame>) {
         if self.sockets.is_none() {
             let _ = reply.send(frame::empty());
             return;

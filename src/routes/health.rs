@@ -4,9 +4,9 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use actix_web::{web, HttpResponse};
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
-pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+pub(super) async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     if state.shutting_down.load(Relaxed) {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
@@ -16,7 +16,7 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render())

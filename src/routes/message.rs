@@ -2,34 +2,43 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
 
 use super::checked_form;
 use crate::auth::CurrentUser;
-use crate::domain::is_local_path;
+use crate::domain::{Cursor, LocalPath};
 use crate::error::AppError;
-use crate::posting::post_message as post_message_to_room;
-use crate::startup::AppState;
+use crate::form::empty_as_none;
+use crate::state::AppState;
 
-pub async fn post_message(
+/// The fields of `POST /a/message/new` (after `_xsrf`).
+#[derive(Deserialize)]
+struct PostForm {
+    /// Checked and cleaned up by the poster, with the configured length limit.
+    body: String,
+    /// Where to send a browser afterwards (the form without JavaScript).
+    #[serde(default, deserialize_with = "empty_as_none")]
+    next: Option<LocalPath>,
+}
+
+/// The fields of `POST /a/message/updates` (after `_xsrf`).
+#[derive(Deserialize)]
+struct PollForm {
+    #[serde(default, deserialize_with = "empty_as_none")]
+    cursor: Option<Cursor>,
+}
+
+pub(super) async fn post_message(
     req: HttpRequest,
     CurrentUser(login): CurrentUser,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let form = checked_form(&req, &body, &state, &login)?;
-    let next = match form.get_non_empty("next") {
-        Some(next) if !is_local_path(next) => {
-            return Err(AppError::BadRequest("next must be a local path".into()))
-        }
-        next => next,
-    };
-    let raw_body = form
-        .get("body")
-        .ok_or_else(|| AppError::BadRequest("missing argument body".into()))?;
-    let entry = post_message_to_room(&state, &login, raw_body).await?;
-    Ok(match next {
+    let form: PostForm = checked_form(&req, &body, &state, &login)?;
+    let entry = state.poster.post(&login, &form.body).await?;
+    Ok(match form.next {
         Some(next) => HttpResponse::Found()
-            .insert_header((header::LOCATION, next))
+            .insert_header((header::LOCATION, next.as_str()))
             .finish(),
         None => HttpResponse::Ok()
             .content_type("application/json")
@@ -38,18 +47,14 @@ pub async fn post_message(
     })
 }
 
-pub async fn poll_updates(
+pub(super) async fn poll_updates(
     req: HttpRequest,
     CurrentUser(login): CurrentUser,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let form = checked_form(&req, &body, &state, &login)?;
-    let cursor = form.get_non_empty("cursor").map(str::to_owned);
-    let frame = state
-        .hub
-        .poll(cursor, state.settings.room.poll_timeout())
-        .await;
+    let form: PollForm = checked_form(&req, &body, &state, &login)?;
+    let frame = state.hub.poll(form.cursor, state.poll_timeout).await;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "no-store"))

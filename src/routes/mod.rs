@@ -6,29 +6,37 @@ mod message;
 mod page;
 mod socket;
 
-use std::path::Path;
-
 use actix_files::Files;
 use actix_session::storage::CookieSessionStore;
 use actix_session::SessionMiddleware;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, HttpRequest};
+use serde::de::DeserializeOwned;
 
-use crate::auth::Login;
+use crate::assets::{self, Assets, EmbeddedStatic};
+use crate::auth::{Login, LoginReader};
 use crate::error::AppError;
-use crate::form::FormFields;
-use crate::startup::AppState;
+use crate::form;
+use crate::state::AppState;
+
+/// What the routes are built from; made once, shared by every worker.
+pub struct Routes {
+    pub state: web::Data<AppState>,
+    pub logins: web::Data<LoginReader>,
+    pub embedded: web::Data<EmbeddedStatic>,
+    pub assets: Assets,
+    /// Largest POST body; past it, 413 before the body is read in full.
+    pub form_limit_bytes: usize,
+}
 
 pub fn configure(
     cfg: &mut web::ServiceConfig,
-    state: web::Data<AppState>,
+    routes: &Routes,
     sessions: SessionMiddleware<CookieSessionStore>,
-    static_dir: &Path,
 ) {
-    let form_limit = state.settings.room.form_limit_bytes();
-    cfg.app_data(state)
-        // Bodies over this are refused with 413 before they are read in full.
-        .app_data(web::PayloadConfig::new(form_limit))
+    cfg.app_data(routes.state.clone())
+        .app_data(routes.logins.clone())
+        .app_data(web::PayloadConfig::new(routes.form_limit_bytes))
         .service(
             web::resource("/")
                 .wrap(page_headers())
@@ -45,17 +53,25 @@ pub fn configure(
         .route("/a/message/updates", web::post().to(message::poll_updates))
         .route("/a/message/socket", web::get().to(socket::open_socket))
         .route("/healthz", web::get().to(health::healthz))
-        .route("/metrics", web::get().to(health::metrics))
-        .service(
-            web::scope("/static")
-                // The page links static files with `?v=<content hash>`, so a day is safe.
-                .wrap(DefaultHeaders::new().add(("Cache-Control", "public, max-age=86400")))
-                .service(
-                    Files::new("", static_dir)
-                        .use_etag(true)
-                        .use_last_modified(true),
-                ),
-        );
+        .route("/metrics", web::get().to(health::metrics));
+    // The page links static files with `?v=<content hash>`, so a day is safe.
+    let cached = DefaultHeaders::new().add(("Cache-Control", "public, max-age=86400"));
+    match &routes.assets {
+        Assets::Embedded => cfg.service(
+            web::resource("/static/{name}")
+                .app_data(routes.embedded.clone())
+                .wrap(cached)
+                .route(web::get().to(assets::serve_embedded))
+                .route(web::head().to(assets::serve_embedded)),
+        ),
+        Assets::Directory(dir) => cfg.service(
+            web::scope("/static").wrap(cached).service(
+                Files::new("", dir.join("static"))
+                    .use_etag(true)
+                    .use_last_modified(true),
+            ),
+        ),
+    };
 }
 
 /// Headers for HTML pages: scripts and connections from this origin only, no framing.
@@ -72,21 +88,24 @@ fn page_headers() -> DefaultHeaders {
         .add(("Referrer-Policy", "same-origin"))
 }
 
-/// What every POST does first: read the urlencoded form and check its XSRF token against
-/// this login.
-fn checked_form(
+/// What every POST does first: read the urlencoded form, check its XSRF token against this
+/// login, then decode the rest into the route's form type.
+fn checked_form<T: DeserializeOwned>(
     req: &HttpRequest,
     body: &[u8],
     state: &AppState,
     login: &Login,
-) -> Result<FormFields, AppError> {
-    let form = read_form(req, body)?;
-    state.xsrf.check_request(req, &form, &login.id)?;
-    Ok(form)
+) -> Result<T, AppError> {
+    require_form_content_type(req)?;
+    let posted = form::decode_posted::<T>(body)?;
+    state
+        .xsrf
+        .check_request(req, posted.xsrf.as_deref(), login.id.as_str())?;
+    Ok(posted.form?)
 }
 
-/// Reads a POST body as a urlencoded form; other content types are refused.
-fn read_form(req: &HttpRequest, body: &[u8]) -> Result<FormFields, AppError> {
+/// A POST body must be `application/x-www-form-urlencoded` (or have no content type).
+fn require_form_content_type(req: &HttpRequest) -> Result<(), AppError> {
     if let Some(content_type) = req.headers().get(actix_web::http::header::CONTENT_TYPE) {
         let essence = content_type
             .to_str()
@@ -99,5 +118,5 @@ fn read_form(req: &HttpRequest, body: &[u8]) -> Result<FormFields, AppError> {
             return Err(AppError::UnsupportedMediaType);
         }
     }
-    Ok(FormFields::parse(body)?)
+    Ok(())
 }

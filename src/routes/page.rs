@@ -6,11 +6,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::auth::{CurrentUser, Login};
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::templates::IndexPage;
 use crate::xsrf;
 
-pub async fn show_chat(
+pub(super) async fn show_chat(
     req: HttpRequest,
     user: Option<CurrentUser>,
     state: web::Data<AppState>,
@@ -18,22 +18,18 @@ pub async fn show_chat(
     let Some(CurrentUser(login)) = user else {
         return Ok(redirect_to_login(&req));
     };
-    let snapshot = state
-        .hub
-        .snapshot()
-        .await
-        .map_err(|_| AppError::ShuttingDown)?;
+    let snapshot = state.hub.snapshot().await?;
     let (token, new_cookie) = page_token(&req, &state, &login);
     let html = state
         .templates
         .render_index(&IndexPage {
-            user: &login.name,
+            user: login.name.as_str(),
             messages: snapshot
                 .entries
                 .iter()
                 .map(|e| e.message.html.as_str())
                 .collect(),
-            cursor: &snapshot.cursor,
+            cursor: snapshot.cursor.as_str(),
             xsrf: &token,
         })
         .map_err(AppError::internal)?;
@@ -64,12 +60,12 @@ fn page_token(
     login: &Login,
 ) -> (String, Option<Cookie<'static>>) {
     if let Some(cookie) = req.cookie(xsrf::COOKIE_NAME) {
-        if state.xsrf.is_valid(&login.id, cookie.value()) {
+        if state.xsrf.is_valid(login.id.as_str(), cookie.value()) {
             return (cookie.value().to_owned(), None);
         }
     }
-    let token = state.xsrf.issue(&login.id);
-    let security = &state.settings.security;
+    let token = state.xsrf.issue(login.id.as_str());
+    let security = &state.security;
     let cookie = xsrf::cookie(
         token.clone(),
         security.cookie_secure,

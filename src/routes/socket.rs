@@ -3,48 +3,56 @@
 //! apply, so this check is what stops cross-site WebSocket hijacking), and the cursor.
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use tracing::Instrument;
 
 use crate::auth::CurrentUser;
+use crate::domain::Cursor;
 use crate::error::AppError;
-use crate::form::FormFields;
-use crate::socket::{self, SocketConnection, SocketLimits};
-use crate::startup::AppState;
+use crate::form::{self, empty_as_none};
+use crate::socket::{self, SocketConnection};
+use crate::state::AppState;
 use crate::xsrf;
 
-pub async fn open_socket(
+/// The query of the upgrade.
+#[derive(Deserialize)]
+struct SocketQuery {
+    #[serde(default, deserialize_with = "empty_as_none")]
+    cursor: Option<Cursor>,
+}
+
+pub(super) async fn open_socket(
     req: HttpRequest,
     body: web::Payload,
     user: Option<CurrentUser>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let CurrentUser(login) = user.ok_or(AppError::Forbidden("login required"))?;
-    check_origin(&req, &state.settings.security.allowed_origins)?;
-    let query = FormFields::parse(req.query_string().as_bytes())?;
-    let cursor = query.get_non_empty("cursor").map(str::to_owned);
-    let slot = SocketLimits::acquire(&state, &login.id)?;
-    let subscription = state
-        .hub
-        .subscribe(cursor)
-        .await
-        .map_err(|_| AppError::ShuttingDown)?;
+    check_origin(&req, &state.security.allowed_origins)?;
+    let query: SocketQuery = form::decode(req.query_string().as_bytes())?;
+    let context = state.sockets.clone();
+    let slot = context.limits.acquire(&login.id)?;
+    let subscription = state.hub.subscribe(query.cursor).await?;
     let (response, session, messages) =
         actix_ws::handle(&req, body).map_err(|e| AppError::BadRequest(e.to_string()))?;
-    let max_bytes = state.settings.websocket.max_frame_bytes;
+    let max_bytes = context.max_frame_bytes;
     let messages = messages
         .max_frame_size(max_bytes)
         .aggregate_continuations()
         .max_continuation_size(max_bytes);
     let xsrf_cookie = req.cookie(xsrf::COOKIE_NAME).map(|c| c.value().to_owned());
     tracing::debug!(user = %login.name, "socket open");
-    actix_web::rt::spawn(socket::serve(SocketConnection {
-        state: state.clone(),
+    // The socket outlives this request; its logs keep the request's span (and id).
+    let connection = socket::serve(SocketConnection {
+        context,
         login,
         xsrf_cookie,
         session,
         messages,
         subscription,
         slot,
-    }));
+    });
+    actix_web::rt::spawn(connection.in_current_span());
     Ok(response)
 }
 

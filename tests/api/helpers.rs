@@ -14,7 +14,7 @@ pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret-test-secret-t
 
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     if std::env::var_os("TEST_LOG").is_some() {
-        chatdemo::telemetry::init();
+        chatdemo::telemetry::init(chatdemo::config::LogFormat::Text);
     }
 });
 

@@ -1,0 +1,30 @@
+//! What the route handlers share, built once by `startup` for all workers. It sits below
+//! the routes and above the pieces it holds: nothing it holds imports it back, and each
+//! piece (the login reader, the poster, the socket context, the connection limit) is handed
+//! only what it needs.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::SecuritySettings;
+use crate::hub::HubHandle;
+use crate::metrics::Metrics;
+use crate::posting::Poster;
+use crate::socket::SocketContext;
+use crate::templates::Templates;
+use crate::xsrf::XsrfKey;
+
+pub struct AppState {
+    pub hub: HubHandle,
+    pub templates: Arc<Templates>,
+    pub xsrf: XsrfKey,
+    pub poster: Poster,
+    pub sockets: Arc<SocketContext>,
+    pub metrics: Arc<Metrics>,
+    pub security: SecuritySettings,
+    /// How long a long poll is held before an empty answer.
+    pub poll_timeout: Duration,
+    /// Set when shutdown starts: `/healthz` answers 503 from then on.
+    pub shutting_down: Arc<AtomicBool>,
+}
