@@ -5,6 +5,10 @@
 //! the tests say so and pass, unless `BROWSER_TESTS=required` is set (as in CI), where a
 //! missing browser is a failure.
 
+// Test code: helpers unwrap (a panic is the failure report), and their `pub` is for the
+// sibling test modules, not for users of a library.
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::frame::Entry;
 use crate::domain::{Cursor, MessageId};
 
-pub struct Cache {
+pub(crate) struct Cache {
     capacity: usize,
     entries: VecDeque<Arc<Entry>>,
     /// id -> sequence number, for the cached entries only.
@@ -22,7 +22,7 @@ pub struct Cache {
 
 /// What a client following `cursor` should get now.
 #[derive(Debug)]
-pub enum Since {
+pub(crate) enum Since {
     /// Nothing yet: wait for the next message.
     Wait,
     /// These messages, oldest first; `reset` when the cursor was not known, so the client
@@ -34,7 +34,7 @@ pub enum Since {
 }
 
 impl Cache {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
             entries: VecDeque::with_capacity(capacity),
@@ -44,7 +44,7 @@ impl Cache {
         }
     }
 
-    pub fn push(&mut self, entry: Arc<Entry>) {
+    pub(crate) fn push(&mut self, entry: Arc<Entry>) {
         if self.entries.len() == self.capacity {
             if let Some(evicted) = self.entries.pop_front() {
                 self.index.remove(evicted.message.id.as_str());
@@ -56,17 +56,17 @@ impl Cache {
     }
 
     /// The cursor of a client that has seen everything cached.
-    pub fn newest_cursor(&self) -> Cursor {
+    pub(crate) fn newest_cursor(&self) -> Cursor {
         self.entries
             .back()
             .map_or_else(|| self.origin.clone(), |e| Cursor::from(&e.message.id))
     }
 
-    pub fn entries(&self) -> impl Iterator<Item = &Arc<Entry>> {
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &Arc<Entry>> {
         self.entries.iter()
     }
 
-    pub fn since(&self, cursor: Option<&Cursor>) -> Since {
+    pub(crate) fn since(&self, cursor: Option<&Cursor>) -> Since {
         let Some(cursor) = cursor else {
             return Since::Wait;
         };

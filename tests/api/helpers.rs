@@ -76,24 +76,12 @@ impl TestApp {
 
     /// A client with no login and no cookies.
     pub fn anonymous(&self) -> TestUser {
-        let jar = Arc::new(Jar::default());
-        TestUser {
-            client: client(jar.clone()),
-            jar,
-            base: self.address.clone(),
-        }
+        TestUser::anonymous_at(&self.address)
     }
 
     /// Logs in (as `name`, or a random user) and returns the user's client.
     pub async fn login(&self, name: Option<&str>) -> TestUser {
-        let user = self.anonymous();
-        let path = match name {
-            Some(name) => format!("/auth/login?name={}", urlencode(name)),
-            None => "/auth/login".to_owned(),
-        };
-        let response = user.get(&path).await;
-        assert_eq!(response.status(), 302, "login redirects");
-        user
+        TestUser::login_at(&self.address, name).await
     }
 
     pub async fn metric(&self, name: &str) -> u64 {
@@ -145,6 +133,28 @@ pub struct TestUser {
 }
 
 impl TestUser {
+    /// A client of the server at `base` with no login and no cookies.
+    pub fn anonymous_at(base: &str) -> Self {
+        let jar = Arc::new(Jar::default());
+        Self {
+            client: client(jar.clone()),
+            jar,
+            base: base.to_owned(),
+        }
+    }
+
+    /// Logs in at `base` (as `name`, or a random user) and returns the user's client.
+    pub async fn login_at(base: &str, name: Option<&str>) -> Self {
+        let user = Self::anonymous_at(base);
+        let path = match name {
+            Some(name) => format!("/auth/login?name={}", urlencode(name)),
+            None => "/auth/login".to_owned(),
+        };
+        let response = user.get(&path).await;
+        assert_eq!(response.status(), 302, "login redirects");
+        user
+    }
+
     pub fn cookie(&self, name: &str) -> Option<String> {
         let url = self.base.parse().unwrap();
         let header = self.jar.cookies(&url)?;
@@ -247,15 +257,33 @@ impl TestApp {
         cursor: Option<&str>,
         origin: Option<&str>,
     ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        user.socket_with(cursor, origin).await
+    }
+
+    /// A same-origin socket that must open.
+    pub async fn socket(&self, user: &TestUser, cursor: Option<&str>) -> Ws {
+        user.socket(cursor).await
+    }
+}
+
+impl TestUser {
+    /// Opens `/a/message/socket` on this user's server (cookies from the jar) with the
+    /// given Origin.
+    pub async fn socket_with(
+        &self,
+        cursor: Option<&str>,
+        origin: Option<&str>,
+    ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut url = format!("ws://127.0.0.1:{}/a/message/socket", self.port);
+        let host = self.base.trim_start_matches("http://");
+        let mut url = format!("ws://{host}/a/message/socket");
         if let Some(cursor) = cursor {
             url.push_str(&format!("?cursor={}", urlencode(cursor)));
         }
         let mut request = url.into_client_request().unwrap();
-        let cookies = user
+        let cookies = self
             .jar
-            .cookies(&self.address.parse().unwrap())
+            .cookies(&self.base.parse().unwrap())
             .map(|h| h.to_str().unwrap().to_owned());
         if let Some(cookies) = cookies {
             request
@@ -273,8 +301,8 @@ impl TestApp {
     }
 
     /// A same-origin socket that must open.
-    pub async fn socket(&self, user: &TestUser, cursor: Option<&str>) -> Ws {
-        self.socket_with(user, cursor, Some(&self.address))
+    pub async fn socket(&self, cursor: Option<&str>) -> Ws {
+        self.socket_with(cursor, Some(&self.base))
             .await
             .expect("socket opens")
     }

@@ -1,10 +1,16 @@
 //! Integration tests over real HTTP against the real application on port 0.
 
+// Test code: helpers unwrap (a panic is the failure report), and their `pub` is for the
+// sibling test modules, not for users of a library.
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
 mod helpers;
 
 mod bad_input;
 mod delivery;
+mod deployment;
 mod login;
+mod modules;
 mod page;
 mod polling;
 mod posting;

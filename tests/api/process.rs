@@ -2,7 +2,9 @@
 //! 10,000 concurrent held polls (a separate process, so client and server sockets do not
 //! share one open-file limit).
 
+use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -11,47 +13,70 @@ use tokio::process::{Child, Command};
 
 use crate::helpers::{client, TestApp};
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
+    /// Every line the server has written to stdout and stderr so far.
+    pub(crate) log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
     /// Starts the binary on a free port with `env` set, and reads the port from its log.
     async fn start(env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_chatdemo"));
+        let cwd = std::env::current_dir().unwrap();
+        Self::start_with(Path::new(env!("CARGO_BIN_EXE_chatdemo")), &cwd, env).await
+    }
+
+    /// Starts `binary` in the working directory `cwd`, on a free port, with `env` set.
+    pub(crate) async fn start_with(binary: &Path, cwd: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(binary);
         command
             .args(["--port", "0"])
+            .current_dir(cwd)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         for (key, value) in env {
             command.env(key, value);
         }
         let mut child = command.spawn().expect("the binary starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let port = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(rest) = line.split("port=").nth(1) {
-                    return rest.split_whitespace().next().unwrap().parse().unwrap();
-                }
-            }
-            panic!("the server exited before listening");
-        })
-        .await
-        .expect("the server logs its port");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+        let mut port_tx = Some(port_tx);
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let stdout_log = log.clone();
         // Keep draining the log so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, port }
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stdout.next_line().await {
+                if let Some(port) = logged_port(&line) {
+                    if let Some(tx) = port_tx.take() {
+                        let _ = tx.send(port);
+                    }
+                }
+                stdout_log.lock().unwrap().push(line);
+            }
+        });
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let stderr_log = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                stderr_log.lock().unwrap().push(line);
+            }
+        });
+        let port = tokio::time::timeout(Duration::from_secs(30), port_rx)
+            .await
+            .expect("the server logs its port")
+            .unwrap_or_else(|_| panic!("the server exited: {:?}", log.lock().unwrap()));
+        Self { child, port, log }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
 
-    fn terminate(&self) {
+    pub(crate) fn terminate(&self) {
         let pid = self.child.id().expect("still running").to_string();
         let status = std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -59,6 +84,30 @@ impl Server {
             .unwrap();
         assert!(status.success());
     }
+
+    /// SIGTERM, then waits for the exit; the log is complete afterwards.
+    pub(crate) async fn stop(mut self) -> Vec<String> {
+        self.terminate();
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("the server exits after SIGTERM")
+            .unwrap();
+        assert!(status.success(), "{status}");
+        // The readers see end-of-file right after the exit.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let log = self.log.lock().unwrap().clone();
+        log
+    }
+}
+
+/// The port in the "listening" line, in text (`port=N`) or JSON (`"port":N`) format.
+fn logged_port(line: &str) -> Option<u16> {
+    let rest = line
+        .split("port=")
+        .nth(1)
+        .or_else(|| line.split("\"port\":").nth(1))?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// Logs in through the real server and returns (cookie header, xsrf token).
