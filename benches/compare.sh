@@ -26,8 +26,8 @@ mkdir -p "$out"
 results="$out/results.jsonl"
 : > "$results"
 
-cargo build --release --bin chatdemo
-bench=$(cargo bench --bench fanout --no-run 2>&1 | grep -o 'target/release/deps/fanout-[0-9a-f]*' | head -n 1)
+cargo build --locked --release --bin chatdemo
+bench=$(cargo bench --locked --bench fanout --no-run 2>&1 | grep -o 'target/release/deps/fanout-[0-9a-f]*' | head -n 1)
 venv=target/tornado-venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
