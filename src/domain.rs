@@ -95,13 +95,68 @@ impl MessageBody {
     }
 }
 
-/// A message's id: a UUID, safe in an HTML `id` (after the `m` prefix) and in a CSS selector.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct MessageId(String);
+/// Where an entry sits in the room's log: `ms-seq`, the shape of a Redis stream id, made by
+/// the store (Redis, or the in-memory room the same way). Positions only grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Position {
+    pub ms: u64,
+    pub seq: u64,
+}
 
-impl MessageId {
-    pub fn new() -> Self {
-        Self(uuid::Uuid::new_v4().hyphenated().to_string())
+impl Position {
+    /// Before every entry: where a client that has seen nothing of this epoch stands.
+    pub const ORIGIN: Self = Self { ms: 0, seq: 0 };
+
+    /// The position after `self` for an entry made at `now_ms` (as Redis makes stream ids).
+    pub fn next(self, now_ms: u64) -> Self {
+        if now_ms > self.ms {
+            Self { ms: now_ms, seq: 0 }
+        } else {
+            Self {
+                ms: self.ms,
+                seq: self.seq + 1,
+            }
+        }
+    }
+
+    /// `ms-seq`, as Redis writes it.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (ms, seq) = text.split_once('-')?;
+        let number = |t: &str| {
+            (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| t.parse().ok())
+                .flatten()
+        };
+        Some(Self {
+            ms: number(ms)?,
+            seq: number(seq)?,
+        })
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// One life of the room's log: random, made when the log starts (a new process for the
+/// memory store; a new or emptied Redis). Positions from another epoch mean nothing here.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Epoch(String);
+
+impl Epoch {
+    pub fn random() -> Self {
+        Self(format!("{:012x}", rand::rng().random::<u64>() >> 16))
+    }
+
+    /// 1 to 32 lowercase hex digits.
+    pub fn parse(text: &str) -> Option<Self> {
+        let valid = (1..=32).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        valid.then(|| Self(text.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -109,21 +164,57 @@ impl MessageId {
     }
 }
 
-impl Default for MessageId {
-    fn default() -> Self {
-        Self::new()
+/// A message's id: `{epoch}-{ms}-{seq}`. Letters, digits and `-` only, so it is safe in an
+/// HTML `id` (after the `m` prefix) and in a CSS selector. Clients treat it as opaque.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MessageId {
+    text: String,
+    epoch: Epoch,
+    position: Position,
+}
+
+impl MessageId {
+    pub fn new(epoch: &Epoch, position: Position) -> Self {
+        Self {
+            text: format!("{}-{position}", epoch.as_str()),
+            epoch: epoch.clone(),
+            position,
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let (epoch, position) = text.split_once('-')?;
+        Some(Self::new(&Epoch::parse(epoch)?, Position::parse(position)?))
+    }
+
+    pub fn epoch(&self) -> &Epoch {
+        &self.epoch
+    }
+
+    pub fn position(&self) -> Position {
+        self.position
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 }
 
-/// Where a client stands in the room: the id of the newest message it has (or the room's
-/// origin, for a page rendered while the room was empty). Opaque to clients; the long poll
-/// and the WebSocket read it the same way. An empty value is no cursor at all.
+/// Where a client stands in the room: the id of the newest message it has (or the origin of
+/// an epoch, for a page rendered while the room was empty). The long poll and the WebSocket
+/// read it the same way. An empty value is no cursor at all; anything that is not an id is
+/// a cursor the room does not know.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Cursor(String);
 
 impl Cursor {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The id this cursor names, if it is one.
+    pub fn id(&self) -> Option<MessageId> {
+        MessageId::parse(&self.0)
     }
 }
 
@@ -135,7 +226,7 @@ impl From<String> for Cursor {
 
 impl From<&MessageId> for Cursor {
     fn from(id: &MessageId) -> Self {
-        Self(id.0.clone())
+        Self(id.text.clone())
     }
 }
 
@@ -186,9 +277,9 @@ pub struct Message {
 #[cfg(test)]
 impl Message {
     /// A message with a chosen id, for unit tests of code that treats ids as opaque.
-    pub(crate) fn for_test(id: &str, body: &str) -> Self {
+    pub(crate) fn for_test(id: &MessageId, body: &str) -> Self {
         Self {
-            id: MessageId(id.to_owned()),
+            id: id.clone(),
             from: UserName("Ann".to_owned()),
             body: MessageBody(body.to_owned()),
             html: format!("<div>{body}</div>"),
@@ -255,6 +346,37 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn ids_are_epoch_and_position_and_order_by_position() {
+        let epoch = Epoch::parse("abc123").unwrap();
+        let first = MessageId::new(&epoch, Position::ORIGIN.next(1_700_000_000_000));
+        assert_eq!(first.as_str(), "abc123-1700000000000-0");
+        let second = first.position().next(1_700_000_000_000);
+        assert_eq!(
+            second,
+            Position {
+                ms: 1_700_000_000_000,
+                seq: 1
+            }
+        );
+        assert!(second > first.position());
+        assert_eq!(MessageId::parse("abc123-1700000000000-0"), Some(first));
+        for bad in [
+            "",
+            "abc",
+            "abc-1",
+            "ABC-1-2",
+            "abc-1-x",
+            "abc-+1-2",
+            "g-1-2",
+            "abc-1-2-3",
+        ] {
+            assert_eq!(MessageId::parse(bad), None, "{bad:?}");
+        }
+        let random = Epoch::random();
+        assert_eq!(Epoch::parse(random.as_str()), Some(random));
     }
 
     #[test]

@@ -7,29 +7,21 @@ use std::time::Instant;
 use crate::auth::Login;
 use crate::domain::MessageBody;
 use crate::error::AppError;
-use crate::hub::{Entry, HubHandle};
+use crate::hub::{AppendError, Draft, Entry, HubHandle};
 use crate::rate::RateLimiter;
-use crate::templates::Templates;
 
 /// What a post needs, and nothing more; cheap to clone into every socket.
 #[derive(Clone)]
 pub struct Poster {
     hub: HubHandle,
-    templates: Arc<Templates>,
     rate: Arc<RateLimiter>,
     max_chars: usize,
 }
 
 impl Poster {
-    pub fn new(
-        hub: HubHandle,
-        templates: Arc<Templates>,
-        rate: Arc<RateLimiter>,
-        max_chars: usize,
-    ) -> Self {
+    pub fn new(hub: HubHandle, rate: Arc<RateLimiter>, max_chars: usize) -> Self {
         Self {
             hub,
-            templates,
             rate,
             max_chars,
         }
@@ -44,11 +36,14 @@ impl Poster {
             .map_err(|wait| AppError::RateLimited {
                 retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
             })?;
-        let message = self
-            .templates
-            .build_message(&login.name, body)
-            .map_err(AppError::internal)?;
-        let entry = self.hub.publish(message).await?;
+        let draft = Draft {
+            from: login.name.clone(),
+            body,
+        };
+        let entry = self.hub.append(draft).await.map_err(|e| match e {
+            AppendError::Closed(closed) => AppError::from(closed),
+            AppendError::Render(render) => AppError::internal(render),
+        })?;
         tracing::debug!(user = %login.name, id = %entry.message.id, "message posted");
         Ok(entry)
     }

@@ -19,6 +19,7 @@ use crate::assets::{AssetError, Assets, EmbeddedStatic};
 use crate::auth::{LoginReader, USER_COOKIE};
 use crate::config::Settings;
 use crate::connections::{limit_connections, ConnectionLimit};
+use crate::domain::{Epoch, Position};
 use crate::hub::{HubConfig, HubHandle};
 use crate::metrics::Metrics;
 use crate::posting::Poster;
@@ -88,6 +89,9 @@ impl Application {
             HubConfig {
                 cache_size: settings.room.cache_size,
                 socket_backlog: SOCKET_BACKLOG,
+                epoch: Epoch::random(),
+                floor: Position::ORIGIN,
+                templates: templates.clone(),
             },
             metrics.clone(),
         );
@@ -95,12 +99,7 @@ impl Application {
             settings.room.rate_burst,
             settings.room.rate_per_sec,
         ));
-        let poster = Poster::new(
-            hub.clone(),
-            templates.clone(),
-            rate,
-            settings.room.max_message_chars,
-        );
+        let poster = Poster::new(hub.clone(), rate, settings.room.max_message_chars);
         let sockets = Arc::new(SocketContext {
             poster: poster.clone(),
             xsrf: xsrf.clone(),

@@ -2,14 +2,12 @@
 //! (default `info`); `log.format` picks human-readable text or one JSON object per line.
 //! Nothing logged anywhere carries cookies, tokens, query strings or message bodies.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use rand::RngCore;
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
@@ -81,9 +79,7 @@ fn incoming_id(req: &ServiceRequest) -> Option<String> {
     sane.then(|| value.to_owned())
 }
 
-/// A new id: this process's random prefix and a counter, unique and cheap.
+/// A new id: a random UUID, unique across instances without any coordination.
 fn new_request_id() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    static PREFIX: std::sync::LazyLock<u32> = std::sync::LazyLock::new(|| rand::rng().next_u32());
-    format!("{:08x}-{:08x}", *PREFIX, NEXT.fetch_add(1, Relaxed))
+    uuid::Uuid::new_v4().hyphenated().to_string()
 }

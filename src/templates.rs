@@ -84,13 +84,13 @@ impl Templates {
         Ok(self.tera.render("logout.html", &context)?)
     }
 
-    /// A ready-made message from its parts (the id is fresh).
+    /// A ready-made message from its parts and the id the store gave it.
     pub fn build_message(
         &self,
+        id: MessageId,
         from: &UserName,
         body: MessageBody,
     ) -> Result<Message, TemplateError> {
-        let id = MessageId::new();
         let html = self.render_message(id.as_str(), from.as_str(), body.as_str())?;
         Ok(Message {
             id,

@@ -1,23 +1,26 @@
-//! The message cache: the last `capacity` messages in order, with the cursor rules.
+//! The message cache: the newest `capacity` entries of one epoch of the room's log, in
+//! position order, with the cursor rules.
 //!
-//! Every message gets a sequence number. The `origin` is a cursor made up at start that
-//! stands for "before the first message of this run": a page rendered while the cache is
-//! empty embeds it, so its first poll misses nothing posted in between.
+//! Positions only grow, so a cursor is a place in the order, not just a key: the answer for
+//! it is every cached entry after its position. The `floor` is the position after which
+//! the cache is complete (the origin until something is evicted, then the newest evicted
+//! entry): a cursor at or after it misses nothing; one before it may have missed entries
+//! and gets the whole cache with `reset`, and so does one from another epoch or one that is
+//! not an id at all. A cursor ahead of the newest entry (another instance has read further)
+//! waits for what comes after it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::frame::Entry;
-use crate::domain::{Cursor, MessageId};
+use crate::domain::{Cursor, Epoch, MessageId, Position};
 
 pub(crate) struct Cache {
     capacity: usize,
+    epoch: Epoch,
+    /// Ascending positions.
     entries: VecDeque<Arc<Entry>>,
-    /// id -> sequence number, for the cached entries only.
-    index: HashMap<Arc<str>, u64>,
-    /// Sequence number the next message will get; the first message is 1.
-    next_seq: u64,
-    origin: Cursor,
+    floor: Position,
 }
 
 /// What a client following `cursor` should get now.
@@ -25,8 +28,8 @@ pub(crate) struct Cache {
 pub(crate) enum Since {
     /// Nothing yet: wait for the next message.
     Wait,
-    /// These messages, oldest first; `reset` when the cursor was not known, so the client
-    /// may have missed messages older than the cache.
+    /// These messages, oldest first; `reset` when the client may have missed messages
+    /// older than the cache.
     Messages {
         entries: Vec<Arc<Entry>>,
         reset: bool,
@@ -34,32 +37,46 @@ pub(crate) enum Since {
 }
 
 impl Cache {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// An empty cache of a log that starts now, or is known to be complete after `floor`.
+    pub(crate) fn new(capacity: usize, epoch: Epoch, floor: Position) -> Self {
         Self {
             capacity,
+            epoch,
             entries: VecDeque::with_capacity(capacity),
-            index: HashMap::with_capacity(capacity),
-            next_seq: 1,
-            origin: Cursor::from(format!("origin-{}", MessageId::new())),
+            floor,
         }
     }
 
-    pub(crate) fn push(&mut self, entry: Arc<Entry>) {
+    pub(crate) fn epoch(&self) -> &Epoch {
+        &self.epoch
+    }
+
+    /// The newest position held (or the floor, when empty).
+    pub(crate) fn head(&self) -> Position {
+        self.entries
+            .back()
+            .map_or(self.floor, |e| e.message.id.position())
+    }
+
+    /// Appends an entry of this epoch after the newest; anything else is not the next entry
+    /// and is ignored (a repeat from a reader that resumed, say). Says whether it was added.
+    pub(crate) fn push(&mut self, entry: Arc<Entry>) -> bool {
+        let id = &entry.message.id;
+        if *id.epoch() != self.epoch || id.position() <= self.head() {
+            return false;
+        }
         if self.entries.len() == self.capacity {
             if let Some(evicted) = self.entries.pop_front() {
-                self.index.remove(evicted.message.id.as_str());
+                self.floor = evicted.message.id.position();
             }
         }
-        self.index.insert(entry.id.clone(), self.next_seq);
-        self.next_seq += 1;
         self.entries.push_back(entry);
+        true
     }
 
     /// The cursor of a client that has seen everything cached.
     pub(crate) fn newest_cursor(&self) -> Cursor {
-        self.entries
-            .back()
-            .map_or_else(|| self.origin.clone(), |e| Cursor::from(&e.message.id))
+        Cursor::from(&MessageId::new(&self.epoch, self.head()))
     }
 
     pub(crate) fn entries(&self) -> impl Iterator<Item = &Arc<Entry>> {
@@ -70,21 +87,19 @@ impl Cache {
         let Some(cursor) = cursor else {
             return Since::Wait;
         };
-        let first_cached_seq = self.next_seq - self.entries.len() as u64;
-        let known_seq = if *cursor == self.origin {
-            // The origin is only "known" while nothing has been evicted since it.
-            Some(0).filter(|_| first_cached_seq <= 1)
-        } else {
-            self.index.get(cursor.as_str()).copied()
-        };
-        match known_seq {
-            Some(seq) => {
-                let skip = (seq + 1 - first_cached_seq) as usize;
-                if skip >= self.entries.len() {
+        let known = cursor
+            .id()
+            .filter(|id| *id.epoch() == self.epoch && id.position() >= self.floor);
+        match known {
+            Some(id) => {
+                let after = self
+                    .entries
+                    .partition_point(|e| e.message.id.position() <= id.position());
+                if after == self.entries.len() {
                     Since::Wait
                 } else {
                     Since::Messages {
-                        entries: self.entries.iter().skip(skip).cloned().collect(),
+                        entries: self.entries.range(after..).cloned().collect(),
                         reset: false,
                     }
                 }
@@ -103,20 +118,42 @@ mod tests {
     use super::*;
     use crate::domain::Message;
 
-    /// Test ids are short names; the cache treats ids as opaque.
-    fn entry(id: &str) -> Arc<Entry> {
-        Arc::new(Entry::new(Message::for_test(id, "b")))
+    fn epoch() -> Epoch {
+        Epoch::parse("e1").unwrap()
     }
 
-    fn cursor(id: &str) -> Option<Cursor> {
-        Some(Cursor::from(id.to_owned()))
+    fn id(n: u64) -> MessageId {
+        MessageId::new(&epoch(), Position { ms: 100, seq: n })
     }
 
-    fn ids(since: Since) -> (Vec<String>, bool) {
+    fn entry(n: u64) -> Arc<Entry> {
+        Arc::new(Entry::new(Message::for_test(&id(n), "b")))
+    }
+
+    fn cursor(n: u64) -> Option<Cursor> {
+        Some(Cursor::from(&id(n)))
+    }
+
+    fn raw(text: &str) -> Option<Cursor> {
+        Some(Cursor::from(text.to_owned()))
+    }
+
+    fn cache_of(capacity: usize, entries: std::ops::RangeInclusive<u64>) -> Cache {
+        let mut cache = Cache::new(capacity, epoch(), Position::ORIGIN);
+        for n in entries {
+            assert!(cache.push(entry(n)));
+        }
+        cache
+    }
+
+    fn seqs(since: Since) -> (Vec<u64>, bool) {
         match since {
             Since::Wait => (vec![], false),
             Since::Messages { entries, reset } => (
-                entries.iter().map(|e| e.message.id.to_string()).collect(),
+                entries
+                    .iter()
+                    .map(|e| e.message.id.position().seq)
+                    .collect(),
                 reset,
             ),
         }
@@ -124,55 +161,71 @@ mod tests {
 
     #[test]
     fn known_cursor_gets_what_came_after_it() {
-        let mut cache = Cache::new(3);
-        for id in ["a", "b", "c"] {
-            cache.push(entry(id));
-        }
-        assert_eq!(
-            ids(cache.since(cursor("a").as_ref())),
-            (vec!["b".into(), "c".into()], false)
-        );
-        assert!(matches!(cache.since(cursor("c").as_ref()), Since::Wait));
+        let cache = cache_of(3, 1..=3);
+        assert_eq!(seqs(cache.since(cursor(1).as_ref())), (vec![2, 3], false));
+        assert!(matches!(cache.since(cursor(3).as_ref()), Since::Wait));
         assert!(matches!(cache.since(None), Since::Wait));
     }
 
     #[test]
     fn unknown_or_evicted_cursor_resets_to_the_whole_cache() {
-        let mut cache = Cache::new(2);
-        for id in ["a", "b", "c"] {
-            cache.push(entry(id));
+        let cache = cache_of(2, 1..=3);
+        // 2 and 3 are cached; 1 was evicted, so a client at 1 has missed nothing...
+        assert_eq!(seqs(cache.since(cursor(1).as_ref())), (vec![2, 3], false));
+        // ... but a client at the origin may have missed 1.
+        let origin = Cursor::from(&MessageId::new(&epoch(), Position::ORIGIN));
+        assert_eq!(seqs(cache.since(Some(&origin))), (vec![2, 3], true));
+        for unknown in ["zzz", "e2-100-2", ""] {
+            assert_eq!(seqs(cache.since(raw(unknown).as_ref())), (vec![2, 3], true));
         }
-        assert_eq!(
-            ids(cache.since(cursor("a").as_ref())),
-            (vec!["b".into(), "c".into()], true)
-        );
-        assert_eq!(
-            ids(cache.since(cursor("zzz").as_ref())),
-            (vec!["b".into(), "c".into()], true)
-        );
     }
 
     #[test]
     fn unknown_cursor_with_empty_cache_waits() {
-        let cache = Cache::new(2);
-        assert!(matches!(cache.since(cursor("zzz").as_ref()), Since::Wait));
+        let cache = Cache::new(2, epoch(), Position::ORIGIN);
+        assert!(matches!(cache.since(raw("zzz").as_ref()), Since::Wait));
     }
 
     #[test]
     fn origin_cursor_sees_everything_until_something_is_evicted() {
-        let mut cache = Cache::new(2);
+        let mut cache = Cache::new(2, epoch(), Position::ORIGIN);
         let origin = Some(cache.newest_cursor());
         assert!(matches!(cache.since(origin.as_ref()), Since::Wait));
-        cache.push(entry("a"));
-        cache.push(entry("b"));
-        assert_eq!(
-            ids(cache.since(origin.as_ref())),
-            (vec!["a".into(), "b".into()], false)
-        );
-        cache.push(entry("c"));
-        assert_eq!(
-            ids(cache.since(origin.as_ref())),
-            (vec!["b".into(), "c".into()], true)
-        );
+        cache.push(entry(1));
+        cache.push(entry(2));
+        assert_eq!(seqs(cache.since(origin.as_ref())), (vec![1, 2], false));
+        cache.push(entry(3));
+        assert_eq!(seqs(cache.since(origin.as_ref())), (vec![2, 3], true));
+    }
+
+    #[test]
+    fn a_cursor_ahead_of_the_cache_waits_for_what_follows_it() {
+        let mut cache = cache_of(5, 1..=2);
+        let ahead = cursor(4);
+        assert!(matches!(cache.since(ahead.as_ref()), Since::Wait));
+        cache.push(entry(3));
+        cache.push(entry(4));
+        assert!(matches!(cache.since(ahead.as_ref()), Since::Wait));
+        cache.push(entry(5));
+        assert_eq!(seqs(cache.since(ahead.as_ref())), (vec![5], false));
+    }
+
+    #[test]
+    fn repeated_or_foreign_entries_are_not_pushed() {
+        let mut cache = cache_of(5, 1..=2);
+        assert!(!cache.push(entry(2)));
+        assert!(!cache.push(entry(1)));
+        let foreign = MessageId::new(&Epoch::parse("e2").unwrap(), Position { ms: 100, seq: 9 });
+        assert!(!cache.push(Arc::new(Entry::new(Message::for_test(&foreign, "b")))));
+        assert_eq!(cache.entries().count(), 2);
+    }
+
+    #[test]
+    fn a_cursor_between_entries_gets_those_after_it() {
+        let mut cache = Cache::new(5, epoch(), Position::ORIGIN);
+        for seq in [2, 4, 6] {
+            cache.push(entry(seq));
+        }
+        assert_eq!(seqs(cache.since(cursor(3).as_ref())), (vec![4, 6], false));
     }
 }

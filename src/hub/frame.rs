@@ -15,8 +15,6 @@ pub type Frame = ByteString;
 #[derive(Debug)]
 pub struct Entry {
     pub message: Message,
-    /// The id again, shared with the cache's index.
-    pub id: Arc<str>,
     /// The message as JSON: the body of the POST reply.
     pub json: ByteString,
     /// `{"messages":[json]}`: what every waiting receiver gets when it is posted.
@@ -29,7 +27,6 @@ impl Entry {
         let json = serde_json::to_string(&message).expect("a message serialises to JSON");
         let frame = format!(r#"{{"messages":[{json}]}}"#);
         Self {
-            id: Arc::from(message.id.as_str()),
             message,
             json: json.into(),
             frame: frame.into(),
@@ -67,26 +64,29 @@ pub fn batch(entries: &[Arc<Entry>], reset: bool) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{MessageId, Position};
 
-    fn entry(id: &str, body: &str) -> Arc<Entry> {
-        Arc::new(Entry::new(Message::for_test(id, body)))
+    fn entry(seq: u64, body: &str) -> Arc<Entry> {
+        let epoch = crate::domain::Epoch::parse("e1").unwrap();
+        let id = MessageId::new(&epoch, Position { ms: 1, seq });
+        Arc::new(Entry::new(Message::for_test(&id, body)))
     }
 
     #[test]
     fn message_json_keeps_the_wire_key_order() {
-        let e = entry("1", "hi \"there\"");
+        let e = entry(1, "hi \"there\"");
         assert_eq!(
             &*e.json,
-            r#"{"id":"1","from":"Ann","body":"hi \"there\"","html":"<div>hi \"there\"</div>"}"#
+            r#"{"id":"e1-1-1","from":"Ann","body":"hi \"there\"","html":"<div>hi \"there\"</div>"}"#
         );
     }
 
     #[test]
     fn batches_are_valid_json_with_reset_flag() {
-        let entries = [entry("1", "a"), entry("2", "b")];
+        let entries = [entry(1, "a"), entry(2, "b")];
         let value: serde_json::Value = serde_json::from_str(&batch(&entries, true)).unwrap();
         assert_eq!(value["messages"].as_array().unwrap().len(), 2);
-        assert_eq!(value["messages"][1]["id"], "2");
+        assert_eq!(value["messages"][1]["id"], "e1-1-2");
         assert_eq!(value["reset"], true);
         let single: serde_json::Value = serde_json::from_str(&batch(&entries[..1], false)).unwrap();
         assert_eq!(single["messages"][0]["body"], "a");

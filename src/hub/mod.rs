@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::domain::{Cursor, Message};
+use crate::domain::{Cursor, Epoch, MessageBody, Position, UserName};
 use crate::metrics::Metrics;
+use crate::templates::{TemplateError, Templates};
 pub use frame::{Entry, Frame};
 
 /// Commands waiting for the hub; senders wait when it is full, so a flood cannot grow it.
@@ -23,6 +24,22 @@ const COMMAND_QUEUE: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 #[error("the room is shut down")]
 pub struct HubClosed;
+
+/// Why an append failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error(transparent)]
+    Closed(#[from] HubClosed),
+    #[error(transparent)]
+    Render(#[from] TemplateError),
+}
+
+/// A message before the room has given it an id.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub from: UserName,
+    pub body: MessageBody,
+}
 
 /// The room as a page render sees it.
 pub struct Snapshot {
@@ -44,9 +61,9 @@ pub struct Subscription {
 }
 
 pub(crate) enum Command {
-    Publish {
-        entry: Arc<Entry>,
-        done: oneshot::Sender<()>,
+    Append {
+        draft: Draft,
+        done: oneshot::Sender<Result<Arc<Entry>, TemplateError>>,
     },
     Poll {
         cursor: Option<Cursor>,
@@ -70,11 +87,17 @@ pub struct HubHandle {
     commands: mpsc::Sender<Command>,
 }
 
-/// How the hub is sized.
+/// How the hub is sized, and the log it starts from.
 pub struct HubConfig {
     pub cache_size: usize,
     /// Frames a WebSocket may fall behind before it is dropped as too slow.
     pub socket_backlog: usize,
+    /// Which life of the log this is; the in-memory room makes a new one every start.
+    pub epoch: Epoch,
+    /// The log is complete after this position (see `cache`).
+    pub floor: Position,
+    /// Renders appended messages.
+    pub templates: Arc<Templates>,
 }
 
 impl HubHandle {
@@ -85,19 +108,13 @@ impl HubHandle {
         Self { commands }
     }
 
-    /// Adds a message to the room and hands it to every receiver. Returns once it is in the
-    /// cache, so a client that hears back can rely on its cursor seeing it.
-    pub async fn publish(&self, message: Message) -> Result<Arc<Entry>, HubClosed> {
-        // Encoding happens here, on the caller's worker thread, not in the hub task.
-        let entry = Arc::new(Entry::new(message));
+    /// Gives a message the next id, adds it to the room and hands it to every receiver.
+    /// Returns once it is in the cache, so a client that hears back can rely on its cursor
+    /// seeing it.
+    pub async fn append(&self, draft: Draft) -> Result<Arc<Entry>, AppendError> {
         let (done, accepted) = oneshot::channel();
-        self.send(Command::Publish {
-            entry: entry.clone(),
-            done,
-        })
-        .await?;
-        accepted.await.map_err(|_| HubClosed)?;
-        Ok(entry)
+        self.send(Command::Append { draft, done }).await?;
+        Ok(accepted.await.map_err(|_| HubClosed)??)
     }
 
     /// The long poll: messages after `cursor` at once if there are any, else the next one

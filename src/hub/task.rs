@@ -8,9 +8,10 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::cache::{Cache, Since};
 use super::frame::{self, Entry, Frame};
-use super::{Command, HubConfig, Snapshot, Subscription};
-use crate::domain::Cursor;
+use super::{Command, Draft, HubConfig, Snapshot, Subscription};
+use crate::domain::{Cursor, MessageId};
 use crate::metrics::Metrics;
+use crate::templates::{TemplateError, Templates};
 
 /// How often polls whose clients gave up are dropped from the waiters.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -38,6 +39,7 @@ pub(crate) struct Room {
     prune_at: usize,
     /// The WebSockets' feed; `None` once the room is shut down.
     sockets: Option<broadcast::Sender<Frame>>,
+    templates: Arc<Templates>,
     metrics: Arc<Metrics>,
 }
 
@@ -45,20 +47,20 @@ impl Room {
     pub(crate) fn new(config: HubConfig, metrics: Arc<Metrics>) -> Self {
         let (sockets, _) = broadcast::channel(config.socket_backlog.max(1));
         Self {
-            cache: Cache::new(config.cache_size),
+            cache: Cache::new(config.cache_size, config.epoch, config.floor),
             waiters: Vec::new(),
             prune_at: MIN_PRUNE_AT,
             sockets: Some(sockets),
+            templates: config.templates,
             metrics,
         }
     }
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Publish { entry, done } => {
+            Command::Append { draft, done } => {
                 if self.sockets.is_some() {
-                    self.publish(entry);
-                    let _ = done.send(());
+                    let _ = done.send(self.append(draft));
                 }
                 // After shutdown `done` is dropped, which the poster reads as "closed".
             }
@@ -97,8 +99,21 @@ impl Room {
         }
     }
 
+    /// The in-memory room's store: the next position, as Redis would make it, rendered and
+    /// encoded here (once per message, not per receiver).
+    fn append(&mut self, draft: Draft) -> Result<Arc<Entry>, TemplateError> {
+        let position = self.cache.head().next(unix_millis());
+        let id = MessageId::new(self.cache.epoch(), position);
+        let message = self.templates.build_message(id, &draft.from, draft.body)?;
+        let entry = Arc::new(Entry::new(message));
+        self.publish(entry.clone());
+        Ok(entry)
+    }
+
     fn publish(&mut self, entry: Arc<Entry>) {
-        self.cache.push(entry.clone());
+        if !self.cache.push(entry.clone()) {
+            return;
+        }
         self.metrics.posted.fetch_add(1, Relaxed);
         let mut delivered = 0;
         for waiter in self.waiters.drain(..) {
@@ -153,3 +168,9 @@ impl Room {
 }
 
 const MIN_PRUNE_AT: usize = 1024;
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

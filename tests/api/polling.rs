@@ -39,16 +39,17 @@ async fn an_unknown_cursor_gets_the_whole_cache_flagged_as_reset() {
     for i in 0..5 {
         posted.push(user.say_ok(&format!("m{i}")).await);
     }
-    // Evicted and made-up cursors alike.
-    for cursor in [
-        posted[0].id.as_str(),
-        posted[1].id.as_str(),
-        "not-a-message",
-    ] {
+    // A cursor before the newest evicted message may have missed it, and a made-up
+    // cursor may have missed anything: both get the cache with `reset`.
+    for cursor in [posted[0].id.as_str(), "not-a-message"] {
         let batch = user.poll_ok(Some(cursor)).await;
         assert!(batch.reset, "{cursor}");
         assert_eq!(batch.messages, posted[2..], "{cursor}");
     }
+    // The newest evicted message's cursor has missed nothing: everything after it is cached.
+    let batch = user.poll_ok(Some(&posted[1].id)).await;
+    assert!(!batch.reset);
+    assert_eq!(batch.messages, posted[2..]);
     let text = user.poll(Some("nope")).await.text().await.unwrap();
     assert!(text.contains("\"reset\":true"), "{text}");
 }
