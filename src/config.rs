@@ -22,7 +22,41 @@ pub struct Settings {
     pub security: SecuritySettings,
     pub room: RoomSettings,
     pub websocket: WebSocketSettings,
+    pub store: StoreSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// `memory` or `redis`; read through [`StoreSettings::backend`].
+    backend: String,
+    pub redis_url: String,
+    pub key_prefix: String,
+}
+
+/// Where the room's log lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Redis,
+}
+
+impl StoreSettings {
+    pub fn backend(&self) -> Backend {
+        match self.backend.as_str() {
+            "redis" => Backend::Redis,
+            _ => Backend::Memory,
+        }
+    }
+
+    pub fn set_backend(&mut self, backend: Backend) {
+        self.backend = match backend {
+            Backend::Memory => "memory",
+            Backend::Redis => "redis",
+        }
+        .to_owned();
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -275,6 +309,38 @@ impl Settings {
             return Err(ConfigError::bad(
                 "room.rate_per_sec",
                 "must be a positive number",
+            ));
+        }
+        if !matches!(self.store.backend.as_str(), "memory" | "redis") {
+            return Err(ConfigError::bad(
+                "store.backend",
+                "must be \"memory\" or \"redis\"",
+            ));
+        }
+        if self.store.backend() == Backend::Redis {
+            let url = &self.store.redis_url;
+            if !["redis://", "rediss://", "redis+unix://", "unix://"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
+            {
+                return Err(ConfigError::bad(
+                    "store.redis_url",
+                    "must be redis://, rediss:// or redis+unix:// URL",
+                ));
+            }
+            if self.security.cookie_secret.expose().is_empty() {
+                return Err(ConfigError::bad(
+                    "security.cookie_secret",
+                    "must be set with store.backend = \"redis\": every instance needs \
+                     the same key to read the others' cookies and tokens",
+                ));
+            }
+        }
+        let prefix = &self.store.key_prefix;
+        if prefix.is_empty() || prefix.len() > 64 || prefix.contains(char::is_whitespace) {
+            return Err(ConfigError::bad(
+                "store.key_prefix",
+                "must be 1 to 64 characters without spaces",
             ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
@@ -541,6 +607,8 @@ mod tests {
             ("CHATDEMO_ROOM__RATE_PER_SEC", "-1", "room.rate_per_sec"),
             ("CHATDEMO_SERVER__ADDRESS", "localhost:80", "server.address"),
             ("CHATDEMO_LOG__FORMAT", "xml", "log.format"),
+            ("CHATDEMO_STORE__BACKEND", "postgres", "store.backend"),
+            ("CHATDEMO_STORE__KEY_PREFIX", "", "store.key_prefix"),
             (
                 "CHATDEMO_SECURITY__ALLOWED_ORIGINS",
                 "https://a.example/path",
@@ -551,6 +619,25 @@ mod tests {
                 .unwrap_err();
             assert!(err.to_string().contains(dotted), "{key}: {err}");
         }
+    }
+
+    #[test]
+    fn redis_needs_a_shared_cookie_secret_and_a_redis_url() {
+        let redis = [("CHATDEMO_STORE__BACKEND", "redis")];
+        let err = Settings::load_from(None, env(&redis), &CliOverrides::default()).unwrap_err();
+        assert!(err.to_string().contains("security.cookie_secret"), "{err}");
+        let secret = "s".repeat(64);
+        let with_secret = [
+            ("CHATDEMO_STORE__BACKEND", "redis"),
+            ("CHATDEMO_SECURITY__COOKIE_SECRET", secret.as_str()),
+        ];
+        let s = Settings::load_from(None, env(&with_secret), &CliOverrides::default()).unwrap();
+        assert_eq!(s.store.backend(), Backend::Redis);
+        assert_eq!(s.store.key_prefix, "chatdemo");
+        let mut bad_url = with_secret.to_vec();
+        bad_url.push(("CHATDEMO_STORE__REDIS_URL", "http://127.0.0.1:6379"));
+        let err = Settings::load_from(None, env(&bad_url), &CliOverrides::default()).unwrap_err();
+        assert!(err.to_string().contains("store.redis_url"), "{err}");
     }
 
     #[test]

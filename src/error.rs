@@ -30,6 +30,8 @@ pub enum AppError {
     TooManySockets,
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("the message store is unavailable; try again shortly")]
+    StoreUnavailable,
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -47,6 +49,9 @@ impl AppError {
     }
 }
 
+/// What a post refused during a store outage is told to wait.
+const STORE_RETRY_AFTER_SECS: u64 = 2;
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
@@ -59,7 +64,7 @@ impl ResponseError for AppError {
             Self::BadRequest(_) | Self::Input(_) | Self::Form(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } | Self::TooManySockets => StatusCode::TOO_MANY_REQUESTS,
-            Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ShuttingDown | Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -79,6 +84,11 @@ impl ResponseError for AppError {
             }
             Self::RateLimited { retry_after_secs } => response
                 .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
+                .json(ErrorBody {
+                    error: &self.to_string(),
+                }),
+            Self::StoreUnavailable => response
+                .insert_header((header::RETRY_AFTER, STORE_RETRY_AFTER_SECS.to_string()))
                 .json(ErrorBody {
                     error: &self.to_string(),
                 }),

@@ -196,7 +196,8 @@ mod tests {
     impl TryFrom<String> for Even {
         type Error = &'static str;
         fn try_from(raw: String) -> Result<Self, &'static str> {
-            (raw.len() % 2 == 0)
+            raw.len()
+                .is_multiple_of(2)
                 .then_some(Even)
                 .ok_or("n must have an even length")
         }

@@ -17,6 +17,7 @@ pub mod routes;
 pub mod socket;
 pub mod startup;
 pub mod state;
+pub mod store;
 pub mod telemetry;
 pub mod templates;
 pub mod xsrf;

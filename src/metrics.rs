@@ -18,6 +18,10 @@ pub struct Metrics {
     pub slow_disconnects: AtomicU64,
     /// Requests refused because `max_connections` was reached.
     pub refused_connections: AtomicU64,
+    /// 1 while the message store is reachable (always, for the in-memory room).
+    pub store_up: AtomicU64,
+    /// Attempts to reconnect to the store after it became unreachable.
+    pub store_reconnects: AtomicU64,
 }
 
 impl Metrics {
@@ -58,6 +62,18 @@ impl Metrics {
                 "counter",
                 "Requests refused with 503 past server.max_connections.",
                 &self.refused_connections,
+            ),
+            (
+                "chatdemo_store_up",
+                "gauge",
+                "1 while the message store (memory or Redis) is reachable, else 0.",
+                &self.store_up,
+            ),
+            (
+                "chatdemo_store_reconnects_total",
+                "counter",
+                "Attempts to reconnect to the message store after losing it.",
+                &self.store_reconnects,
             ),
         ];
         let mut out = String::new();

@@ -17,16 +17,16 @@ use rand::RngCore;
 
 use crate::assets::{AssetError, Assets, EmbeddedStatic};
 use crate::auth::{LoginReader, USER_COOKIE};
-use crate::config::Settings;
+use crate::config::{Backend, Settings};
 use crate::connections::{limit_connections, ConnectionLimit};
-use crate::domain::{Epoch, Position};
-use crate::hub::{HubConfig, HubHandle};
+use crate::hub::{HubConfig, HubHandle, LogStart};
 use crate::metrics::Metrics;
 use crate::posting::Poster;
 use crate::rate::RateLimiter;
 use crate::routes::{self, Routes};
 use crate::socket::{SocketContext, SocketLimits};
 use crate::state::AppState;
+use crate::store::{RedisSettings, RedisStore, Store, StoreStartError};
 use crate::telemetry::trace_requests;
 use crate::templates::{TemplateError, Templates};
 use crate::xsrf::XsrfKey;
@@ -52,6 +52,8 @@ pub enum StartupError {
     Assets(#[from] AssetError),
     #[error(transparent)]
     Templates(#[from] TemplateError),
+    #[error(transparent)]
+    Store(#[from] StoreStartError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -85,21 +87,8 @@ impl Application {
         let session_key = Key::derive_from(&secret);
         let xsrf = XsrfKey::derive(&secret);
         let metrics = Arc::new(Metrics::default());
-        let hub = HubHandle::start(
-            HubConfig {
-                cache_size: settings.room.cache_size,
-                socket_backlog: SOCKET_BACKLOG,
-                epoch: Epoch::random(),
-                floor: Position::ORIGIN,
-                templates: templates.clone(),
-            },
-            metrics.clone(),
-        );
-        let rate = Arc::new(RateLimiter::new(
-            settings.room.rate_burst,
-            settings.room.rate_per_sec,
-        ));
-        let poster = Poster::new(hub.clone(), rate, settings.room.max_message_chars);
+        let (hub, store) = start_room(&settings, templates.clone(), metrics.clone()).await?;
+        let poster = Poster::new(Arc::new(store), settings.room.max_message_chars);
         let sockets = Arc::new(SocketContext {
             poster: poster.clone(),
             xsrf: xsrf.clone(),
@@ -223,6 +212,41 @@ pub async fn shutdown_on_signal(handle: ShutdownHandle) {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     handle.shutdown().await;
+}
+
+/// The hub and the store behind it: the hub alone for the in-memory room; for Redis, the
+/// hub starts from the log in Redis and a reader keeps feeding it.
+async fn start_room(
+    settings: &Settings,
+    templates: Arc<Templates>,
+    metrics: Arc<Metrics>,
+) -> Result<(HubHandle, Store), StartupError> {
+    let hub_config = |log| HubConfig {
+        cache_size: settings.room.cache_size,
+        socket_backlog: SOCKET_BACKLOG,
+        log,
+        templates: templates.clone(),
+    };
+    match settings.store.backend() {
+        Backend::Memory => {
+            metrics.store_up.store(1, Relaxed);
+            let hub = HubHandle::start(hub_config(LogStart::new_epoch()), metrics);
+            let rate = RateLimiter::new(settings.room.rate_burst, settings.room.rate_per_sec);
+            Ok((hub.clone(), Store::Memory { hub, rate }))
+        }
+        Backend::Redis => {
+            let redis = RedisSettings {
+                url: settings.store.redis_url.clone(),
+                key_prefix: settings.store.key_prefix.clone(),
+                cache_size: settings.room.cache_size,
+                rate_burst: settings.room.rate_burst,
+                rate_per_sec: settings.room.rate_per_sec,
+            };
+            let (opened, log) = RedisStore::open(redis, templates.clone(), metrics.clone()).await?;
+            let hub = HubHandle::start(hub_config(log), metrics);
+            Ok((hub.clone(), Store::Redis(opened.follow(hub))))
+        }
+    }
 }
 
 /// Every held poll and socket is an open file: raise the soft limit to the hard one.

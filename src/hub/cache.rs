@@ -47,6 +47,10 @@ impl Cache {
         }
     }
 
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub(crate) fn epoch(&self) -> &Epoch {
         &self.epoch
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::domain::{Cursor, Epoch, MessageBody, Position, UserName};
+use crate::domain::{Cursor, Epoch, MessageBody, MessageId, Position, UserName};
 use crate::metrics::Metrics;
 use crate::templates::{TemplateError, Templates};
 pub use frame::{Entry, Frame};
@@ -65,6 +65,16 @@ pub(crate) enum Command {
         draft: Draft,
         done: oneshot::Sender<Result<Arc<Entry>, TemplateError>>,
     },
+    Ingest {
+        entries: Vec<Arc<Entry>>,
+    },
+    Restart {
+        log: LogStart,
+    },
+    WaitFor {
+        id: MessageId,
+        done: oneshot::Sender<()>,
+    },
     Poll {
         cursor: Option<Cursor>,
         reply: oneshot::Sender<Frame>,
@@ -92,12 +102,30 @@ pub struct HubConfig {
     pub cache_size: usize,
     /// Frames a WebSocket may fall behind before it is dropped as too slow.
     pub socket_backlog: usize,
+    pub log: LogStart,
+    /// Renders appended messages.
+    pub templates: Arc<Templates>,
+}
+
+/// Where the room's log stands when the hub (re)starts from it.
+pub struct LogStart {
     /// Which life of the log this is; the in-memory room makes a new one every start.
     pub epoch: Epoch,
     /// The log is complete after this position (see `cache`).
     pub floor: Position,
-    /// Renders appended messages.
-    pub templates: Arc<Templates>,
+    /// Its newest entries, oldest first.
+    pub entries: Vec<Arc<Entry>>,
+}
+
+impl LogStart {
+    /// A log that begins now.
+    pub fn new_epoch() -> Self {
+        Self {
+            epoch: Epoch::random(),
+            floor: Position::ORIGIN,
+            entries: Vec::new(),
+        }
+    }
 }
 
 impl HubHandle {
@@ -115,6 +143,27 @@ impl HubHandle {
         let (done, accepted) = oneshot::channel();
         self.send(Command::Append { draft, done }).await?;
         Ok(accepted.await.map_err(|_| HubClosed)??)
+    }
+
+    /// Entries read from a shared store, oldest first: each goes to the cache and every
+    /// receiver, unless the hub has it already.
+    pub async fn ingest(&self, entries: Vec<Arc<Entry>>) -> Result<(), HubClosed> {
+        self.send(Command::Ingest { entries }).await
+    }
+
+    /// Starts over from the store's log: after its data was lost (a new epoch) or the
+    /// reader missed entries. Receivers that may have missed messages are told (`reset`).
+    pub async fn restart(&self, log: LogStart) -> Result<(), HubClosed> {
+        self.send(Command::Restart { log }).await
+    }
+
+    /// Waits until the hub holds `id` (or has moved to another epoch, or gives up after
+    /// `limit`): a poster's own message is in this instance's room before it is answered.
+    pub async fn wait_for(&self, id: MessageId, limit: Duration) -> Result<(), HubClosed> {
+        let (done, reached) = oneshot::channel();
+        self.send(Command::WaitFor { id, done }).await?;
+        let _ = tokio::time::timeout(limit, reached).await;
+        Ok(())
     }
 
     /// The long poll: messages after `cursor` at once if there are any, else the next one

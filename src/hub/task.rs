@@ -8,7 +8,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::cache::{Cache, Since};
 use super::frame::{self, Entry, Frame};
-use super::{Command, Draft, HubConfig, Snapshot, Subscription};
+use super::{Command, Draft, HubConfig, LogStart, Snapshot, Subscription};
 use crate::domain::{Cursor, MessageId};
 use crate::metrics::Metrics;
 use crate::templates::{TemplateError, Templates};
@@ -37,6 +37,8 @@ pub(crate) struct Room {
     waiters: Vec<oneshot::Sender<Frame>>,
     /// Length at which `waiters` is pruned before growing further.
     prune_at: usize,
+    /// Posters waiting for their entry to come back from the store.
+    posters: Vec<(MessageId, oneshot::Sender<()>)>,
     /// The WebSockets' feed; `None` once the room is shut down.
     sockets: Option<broadcast::Sender<Frame>>,
     templates: Arc<Templates>,
@@ -46,10 +48,20 @@ pub(crate) struct Room {
 impl Room {
     pub(crate) fn new(config: HubConfig, metrics: Arc<Metrics>) -> Self {
         let (sockets, _) = broadcast::channel(config.socket_backlog.max(1));
+        let LogStart {
+            epoch,
+            floor,
+            entries,
+        } = config.log;
+        let mut cache = Cache::new(config.cache_size, epoch, floor);
+        for entry in entries {
+            cache.push(entry);
+        }
         Self {
-            cache: Cache::new(config.cache_size, config.epoch, config.floor),
+            cache,
             waiters: Vec::new(),
             prune_at: MIN_PRUNE_AT,
+            posters: Vec::new(),
             sockets: Some(sockets),
             templates: config.templates,
             metrics,
@@ -63,6 +75,17 @@ impl Room {
                     let _ = done.send(self.append(draft));
                 }
                 // After shutdown `done` is dropped, which the poster reads as "closed".
+            }
+            Command::Ingest { entries } => {
+                for entry in entries {
+                    self.publish(entry);
+                }
+                self.release_posters();
+            }
+            Command::Restart { log } => self.restart(log),
+            Command::WaitFor { id, done } => {
+                self.posters.push((id, done));
+                self.release_posters();
             }
             Command::Poll { cursor, reply } => self.poll(cursor.as_ref(), reply),
             Command::Subscribe { cursor, reply } => {
@@ -127,6 +150,41 @@ impl Room {
         }
         self.metrics.delivered.fetch_add(delivered, Relaxed);
         self.update_waiting_gauge();
+    }
+
+    /// Replaces the cache with the store's log. When the log is another epoch, or does not
+    /// continue from what this hub holds, held polls and sockets may have missed messages:
+    /// they get the new log's entries with `reset`.
+    fn restart(&mut self, log: LogStart) {
+        let continues = log.epoch == *self.cache.epoch() && log.floor <= self.cache.head();
+        if continues {
+            for entry in log.entries {
+                self.publish(entry);
+            }
+        } else {
+            let capacity = self.cache.capacity();
+            self.cache = Cache::new(capacity, log.epoch, log.floor);
+            for entry in &log.entries {
+                self.cache.push(entry.clone());
+            }
+            let frame = frame::batch(&log.entries, true);
+            for waiter in self.waiters.drain(..) {
+                let _ = waiter.send(frame.clone());
+            }
+            if let Some(sockets) = &self.sockets {
+                let _ = sockets.send(frame);
+            }
+            self.update_waiting_gauge();
+        }
+        self.release_posters();
+    }
+
+    /// Answers the posters whose entry the hub now holds, or whose epoch has passed.
+    fn release_posters(&mut self) {
+        let (epoch, head) = (self.cache.epoch().clone(), self.cache.head());
+        self.posters
+            .retain_mut(|(id, _)| *id.epoch() == epoch && id.position() > head);
+        // The retained ones still wait; the rest were dropped, which answers them.
     }
 
     fn poll(&mut self, cursor: Option<&Cursor>, reply: oneshot::Sender<Frame>) {

@@ -11,6 +11,10 @@ pub(super) async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
             .body("shutting down")
+    } else if state.metrics.store_up.load(Relaxed) == 0 {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("message store unreachable")
     } else {
         HttpResponse::Ok().content_type("text/plain").body("ok")
     }

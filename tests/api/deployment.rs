@@ -13,10 +13,10 @@ use crate::process::Server;
 const CHAT_JS: &[u8] = include_bytes!("../../static/chat.js");
 const CHAT_CSS: &[u8] = include_bytes!("../../static/chat.css");
 
-/// The binary under test: `CHATDEMO_TEST_BINARY` when set (CI points it at the release
+/// The binary under test: `TEST_RELEASE_BINARY` when set (CI points it at the release
 /// binary that `cargo install` made), else the one cargo built for these tests.
 fn binary_under_test() -> PathBuf {
-    std::env::var_os("CHATDEMO_TEST_BINARY")
+    std::env::var_os("TEST_RELEASE_BINARY")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_chatdemo")))
 }

@@ -1,0 +1,74 @@
+//! Where the room's log lives. `Memory`: in this process, the hub itself gives ids (the
+//! embedded default). `Redis`: one stream shared by every instance, which gives the ids;
+//! each instance's reader feeds its own hub. The poster and the routes see only `Store`.
+
+mod redis;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::auth::Login;
+use crate::error::AppError;
+use crate::hub::{AppendError, Draft, Entry, HubHandle};
+use crate::rate::RateLimiter;
+pub use redis::{RedisSettings, RedisStore, StoreStartError};
+
+/// Why a post was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the room is shut down")]
+    Closed,
+    #[error("too many messages; wait {0:?}")]
+    RateLimited(Duration),
+    /// The store cannot be reached (or did not answer in time); nothing was acknowledged.
+    #[error("the message store is unavailable")]
+    Unavailable,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Closed => Self::ShuttingDown,
+            StoreError::Unavailable => Self::StoreUnavailable,
+            StoreError::RateLimited(wait) => Self::RateLimited {
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            },
+            StoreError::Internal(cause) => Self::Internal(cause.into()),
+        }
+    }
+}
+
+impl From<AppendError> for StoreError {
+    fn from(error: AppendError) -> Self {
+        match error {
+            AppendError::Closed(_) => Self::Closed,
+            AppendError::Render(render) => Self::Internal(render.to_string()),
+        }
+    }
+}
+
+pub enum Store {
+    /// The hub is the store; the rate limit is this process's.
+    Memory {
+        hub: HubHandle,
+        rate: RateLimiter,
+    },
+    Redis(RedisStore),
+}
+
+impl Store {
+    /// Stores a post of `login`'s (after its rate check) and returns it once this
+    /// instance's room has it.
+    pub async fn append(&self, login: &Login, draft: Draft) -> Result<Arc<Entry>, StoreError> {
+        match self {
+            Self::Memory { hub, rate } => {
+                rate.check(login.id.as_str(), Instant::now())
+                    .map_err(StoreError::RateLimited)?;
+                Ok(hub.append(draft).await?)
+            }
+            Self::Redis(redis) => redis.append(login, draft).await,
+        }
+    }
+}

@@ -1,0 +1,490 @@
+//! The room's log in Redis, shared by every instance.
+//!
+//! Keys, under `store.key_prefix` (`P`):
+//! - `P:log`, a stream: one entry per message (`e` epoch, `from`, `body`), trimmed with
+//!   `MAXLEN ~ room.cache_size` (which keeps at least that many). Its entry ids are the
+//!   positions of the room's message ids, so every instance gives a message the same id.
+//! - `P:epoch`: a random value made with the log. If Redis loses its data the next write
+//!   makes a new one, and every instance sees its entries carry it: clients get `reset`.
+//! - `P:post:{uuid}`: the id a post was stored under, kept 5 minutes, so a write retried
+//!   after its outcome was lost (a dropped connection) is not stored twice.
+//! - `P:rate:{login}`: the login's token bucket, one budget across instances.
+//!
+//! A post is one script (rate, idempotency, epoch, `XADD`): one round trip, one write.
+//! Each instance tails the stream with one blocking `XREAD` on a connection of its own (a
+//! blocking read must not hold up the multiplexed connection the posts share, and needs a
+//! response timeout longer than its block) and feeds its hub, which fans out locally: the
+//! work in Redis grows with instances, not clients.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands, AsyncConnectionConfig, Client, RedisError, Script};
+
+use super::StoreError;
+use crate::auth::Login;
+use crate::domain::{Epoch, MessageBody, MessageId, Position, UserName};
+use crate::hub::{Draft, Entry, HubHandle, LogStart};
+use crate::metrics::Metrics;
+use crate::templates::Templates;
+
+/// How long one blocking read waits for new entries before it asks again.
+const READ_BLOCK: Duration = Duration::from_secs(5);
+/// Entries taken per read.
+const READ_COUNT: usize = 512;
+/// How long a post keeps retrying a write whose outcome it does not know.
+const WRITE_DEADLINE: Duration = Duration::from_secs(1);
+/// How long a posted message's id stays remembered for retries.
+const IDEMPOTENCY_TTL_SECS: u64 = 300;
+/// How long a poster waits for its own entry to reach this instance's hub.
+const OWN_ENTRY_WAIT: Duration = Duration::from_secs(2);
+/// Reconnect delays: doubling from the first, at most the cap, each with jitter.
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+/// The post: rate, idempotency, epoch and append in one step.
+/// KEYS: log, epoch, post, rate. ARGV: post ttl, maxlen, from, body, burst, per second,
+/// a new epoch (used only if there is none).
+/// Returns `{"ok", "<epoch>-<stream id>"}` or `{"rate", "<ms to wait>"}`.
+const APPEND_SCRIPT: &str = r"
+local done = redis.call('GET', KEYS[3])
+if done then return {'ok', done} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local burst = tonumber(ARGV[5])
+local per_ms = tonumber(ARGV[6]) / 1000
+local bucket = redis.call('HMGET', KEYS[4], 'tokens', 'at')
+local tokens = bucket[1] and tonumber(bucket[1]) or burst
+local at = bucket[2] and tonumber(bucket[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * per_ms)
+if tokens < 1 then return {'rate', tostring(math.ceil((1 - tokens) / per_ms))} end
+redis.call('HSET', KEYS[4], 'tokens', tostring(tokens - 1), 'at', tostring(now))
+redis.call('PEXPIRE', KEYS[4], math.ceil(burst / per_ms) + 1000)
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[7]
+  redis.call('SET', KEYS[2], epoch)
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', epoch, 'from', ARGV[3], 'body', ARGV[4])
+local full = epoch .. '-' .. id
+redis.call('SET', KEYS[3], full, 'EX', ARGV[1])
+return {'ok', full}
+";
+
+/// What the Redis store is told by the configuration.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    pub key_prefix: String,
+    pub cache_size: usize,
+    pub rate_burst: u32,
+    pub rate_per_sec: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreStartError {
+    #[error("store.redis_url {url:?}: {source}")]
+    Url { url: String, source: RedisError },
+    #[error("cannot reach Redis at store.redis_url {url:?}: {source}")]
+    Connect { url: String, source: RedisError },
+}
+
+struct Keys {
+    log: String,
+    epoch: String,
+    prefix: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        Self {
+            log: format!("{prefix}:log"),
+            epoch: format!("{prefix}:epoch"),
+            prefix: prefix.to_owned(),
+        }
+    }
+}
+
+/// What the reader and the posts share.
+struct Shared {
+    client: Client,
+    keys: Keys,
+    settings: RedisSettings,
+    templates: Arc<Templates>,
+    metrics: Arc<Metrics>,
+}
+
+/// Connected, with the log loaded, but not yet following it: the hub is built from the
+/// log `open` returned, then [`Opened::follow`] starts the reader.
+pub struct Opened {
+    shared: Arc<Shared>,
+    writer: ConnectionManager,
+    /// The epoch and newest position of the log handed to the hub.
+    epoch: Epoch,
+    last: Position,
+}
+
+pub struct RedisStore {
+    shared: Arc<Shared>,
+    writer: ConnectionManager,
+    append: Script,
+    hub: HubHandle,
+}
+
+impl RedisStore {
+    /// Connects and loads the newest `cache_size` entries; refuses to start without Redis.
+    pub async fn open(
+        settings: RedisSettings,
+        templates: Arc<Templates>,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Opened, LogStart), StoreStartError> {
+        let url = settings.url.clone();
+        let client = Client::open(url.as_str()).map_err(|source| StoreStartError::Url {
+            url: url.clone(),
+            source,
+        })?;
+        let connect = |source| StoreStartError::Connect {
+            url: url.clone(),
+            source,
+        };
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_max_delay(Duration::from_secs(2));
+        let writer = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(connect)?;
+        let shared = Arc::new(Shared {
+            client,
+            keys: Keys::new(&settings.key_prefix),
+            settings,
+            templates,
+            metrics,
+        });
+        let mut conn = shared.reader_connection().await.map_err(connect)?;
+        let log = shared.load_log(&mut conn).await.map_err(connect)?;
+        shared.metrics.store_up.store(1, Relaxed);
+        tracing::info!(entries = log.entries.len(), "history loaded from Redis");
+        let opened = Opened {
+            shared,
+            writer,
+            epoch: log.epoch.clone(),
+            last: log
+                .entries
+                .last()
+                .map_or(log.floor, |e| e.message.id.position()),
+        };
+        Ok((opened, log))
+    }
+
+    /// Stores a post: its rate and the append in one script, retried with the same
+    /// idempotency key while the outcome is unknown; then waits (briefly) until this
+    /// instance's hub has it, so the poster's cursor sees it here.
+    pub(super) async fn append(
+        &self,
+        login: &Login,
+        draft: Draft,
+    ) -> Result<Arc<Entry>, StoreError> {
+        let keys = &self.shared.keys;
+        let settings = &self.shared.settings;
+        let post_key = format!("{}:post:{}", keys.prefix, uuid::Uuid::new_v4().simple());
+        let rate_key = format!("{}:rate:{}", keys.prefix, login.id.as_str());
+        let mut invocation = self.append.prepare_invoke();
+        invocation
+            .key(&keys.log)
+            .key(&keys.epoch)
+            .key(&post_key)
+            .key(&rate_key)
+            .arg(IDEMPOTENCY_TTL_SECS)
+            .arg(settings.cache_size)
+            .arg(draft.from.as_str())
+            .arg(draft.body.as_str())
+            .arg(settings.rate_burst)
+            .arg(settings.rate_per_sec)
+            .arg(Epoch::random().as_str());
+        let deadline = Instant::now() + WRITE_DEADLINE;
+        let mut attempt = 0;
+        let reply: Vec<String> = loop {
+            let mut writer = self.writer.clone();
+            match invocation.invoke_async(&mut writer).await {
+                Ok(reply) => break reply,
+                Err(error) if Instant::now() < deadline => {
+                    tracing::debug!(%error, attempt, "post not stored yet; retrying");
+                    tokio::time::sleep(BACKOFF_FIRST * (1 << attempt.min(2))).await;
+                    attempt += 1;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "post refused: Redis unavailable");
+                    return Err(StoreError::Unavailable);
+                }
+            }
+        };
+        let id = match reply.as_slice() {
+            [status, ms] if status == "rate" => {
+                let ms = ms.parse().unwrap_or(1000);
+                return Err(StoreError::RateLimited(Duration::from_millis(ms)));
+            }
+            [status, id] if status == "ok" => MessageId::parse(id)
+                .ok_or_else(|| StoreError::Internal(format!("bad id from Redis: {id}")))?,
+            other => return Err(StoreError::Internal(format!("bad reply: {other:?}"))),
+        };
+        let message = self
+            .shared
+            .templates
+            .build_message(id.clone(), &draft.from, draft.body)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.hub
+            .wait_for(id, OWN_ENTRY_WAIT)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(Arc::new(Entry::new(message)))
+    }
+}
+
+impl Opened {
+    /// Starts the reader that feeds `hub`, and returns the store posts go through.
+    pub fn follow(self, hub: HubHandle) -> RedisStore {
+        let reader = Reader {
+            shared: self.shared.clone(),
+            hub: hub.clone(),
+            epoch: self.epoch,
+            last: self.last,
+        };
+        tokio::spawn(reader.run());
+        RedisStore {
+            shared: self.shared,
+            writer: self.writer,
+            append: Script::new(APPEND_SCRIPT),
+            hub,
+        }
+    }
+}
+
+impl Shared {
+    /// A connection of its own for blocking reads, with a response timeout longer than the
+    /// block (the client's default would cut every read short).
+    async fn reader_connection(&self) -> Result<MultiplexedConnection, RedisError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(READ_BLOCK + Duration::from_secs(5)));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    /// The log's epoch (made now if there is none) and its newest entries.
+    async fn load_log(&self, conn: &mut MultiplexedConnection) -> Result<LogStart, RedisError> {
+        let keys = &self.keys;
+        let _: () = redis::cmd("SET")
+            .arg(&keys.epoch)
+            .arg(Epoch::random().as_str())
+            .arg("NX")
+            .query_async(conn)
+            .await?;
+        let raw: String = conn.get(&keys.epoch).await?;
+        let epoch = Epoch::parse(&raw).unwrap_or_else(|| {
+            tracing::warn!("the epoch in Redis is malformed; starting a new one");
+            Epoch::random()
+        });
+        let newest: StreamRangeReply = conn
+            .xrevrange_count(&keys.log, "+", "-", self.settings.cache_size)
+            .await?;
+        let length: usize = conn.xlen(&keys.log).await?;
+        let mut entries: Vec<_> = newest
+            .ids
+            .iter()
+            .rev()
+            .filter_map(|stored| self.entry(stored))
+            .filter(|entry| *entry.message.id.epoch() == epoch)
+            .collect();
+        entries.dedup_by_key(|e| e.message.id.position());
+        // Trimming keeps at least `cache_size` entries, so a shorter stream was never
+        // trimmed: it holds the whole epoch. Otherwise the log is complete after the
+        // oldest entry loaded.
+        let floor = match entries.first() {
+            Some(first) if length >= self.settings.cache_size => first.message.id.position(),
+            _ => Position::ORIGIN,
+        };
+        Ok(LogStart {
+            epoch,
+            floor,
+            entries,
+        })
+    }
+
+    /// A stream entry as the room's entry, rendered here; `None` if it is not one of ours.
+    fn entry(&self, stored: &StreamId) -> Option<Arc<Entry>> {
+        let epoch = Epoch::parse(&stored.get::<String>("e")?)?;
+        let position = Position::parse(&stored.id)?;
+        let from = UserName::parse(&stored.get::<String>("from")?).ok()?;
+        let body = MessageBody::parse(&stored.get::<String>("body")?, usize::MAX).ok()?;
+        let id = MessageId::new(&epoch, position);
+        match self.templates.build_message(id, &from, body) {
+            Ok(message) => Some(Arc::new(Entry::new(message))),
+            Err(error) => {
+                tracing::error!(%error, "cannot render a stored message");
+                None
+            }
+        }
+    }
+}
+
+/// Follows the stream for one instance and feeds its hub.
+struct Reader {
+    shared: Arc<Shared>,
+    hub: HubHandle,
+    /// The epoch the hub holds.
+    epoch: Epoch,
+    /// The newest position the hub holds.
+    last: Position,
+}
+
+/// Why following the stream stopped.
+enum Stop {
+    /// The hub is gone: the server is shutting down.
+    HubClosed,
+    Redis(RedisError),
+}
+
+impl From<RedisError> for Stop {
+    fn from(error: RedisError) -> Self {
+        Self::Redis(error)
+    }
+}
+
+impl Reader {
+    async fn run(mut self) {
+        let metrics = self.shared.metrics.clone();
+        let mut outage: Option<(Instant, u32)> = None;
+        loop {
+            let connected = match self.shared.reader_connection().await {
+                Ok(mut conn) => match self.resync(&mut conn).await {
+                    Ok(()) => Some(conn),
+                    Err(Stop::HubClosed) => return,
+                    Err(Stop::Redis(error)) => {
+                        tracing::debug!(%error, "resync failed");
+                        None
+                    }
+                },
+                Err(error) => {
+                    tracing::debug!(%error, "cannot connect to Redis");
+                    None
+                }
+            };
+            if let Some(mut conn) = connected {
+                if let Some((since, attempts)) = outage.take() {
+                    tracing::info!(
+                        down_secs = since.elapsed().as_secs_f64(),
+                        attempts,
+                        "Redis reachable again; following the log"
+                    );
+                }
+                metrics.store_up.store(1, Relaxed);
+                match self.tail(&mut conn).await {
+                    Stop::HubClosed => return,
+                    Stop::Redis(error) => {
+                        // Logged once per outage; the retries below stay quiet.
+                        tracing::warn!(%error, "Redis unreachable; posts get 503 until it returns");
+                    }
+                }
+            }
+            metrics.store_up.store(0, Relaxed);
+            let (_, attempts) = outage.get_or_insert((Instant::now(), 0));
+            let delay = backoff(*attempts);
+            *attempts += 1;
+            metrics.store_reconnects.fetch_add(1, Relaxed);
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// After (re)connecting: if the log is another epoch now, or no longer holds where
+    /// the hub stands (the reader fell behind the trimming), the hub starts over from the
+    /// log and its clients are told `reset`. Otherwise reading resumes where it stopped.
+    async fn resync(&mut self, conn: &mut MultiplexedConnection) -> Result<(), Stop> {
+        let log = self.shared.load_log(conn).await?;
+        let oldest = log.entries.first().map(|e| e.message.id.position());
+        let continues = log.epoch == self.epoch
+            && (log.floor <= self.last || oldest.is_none_or(|oldest| oldest <= self.last));
+        if continues {
+            // What the hub lacks comes through `tail`, from `last` on.
+            return Ok(());
+        }
+        tracing::warn!("the log in Redis is not the one this instance held; starting over");
+        self.epoch = log.epoch.clone();
+        self.last = log
+            .entries
+            .last()
+            .map_or(log.floor, |e| e.message.id.position());
+        self.hub.restart(log).await.map_err(|_| Stop::HubClosed)
+    }
+
+    /// Reads new entries until Redis fails or the hub closes.
+    async fn tail(&mut self, conn: &mut MultiplexedConnection) -> Stop {
+        let options = StreamReadOptions::default()
+            .block(READ_BLOCK.as_millis() as usize)
+            .count(READ_COUNT);
+        loop {
+            let after = self.last.to_string();
+            let reply: StreamReadReply = match conn
+                .xread_options(&[&self.shared.keys.log], &[&after], &options)
+                .await
+            {
+                Ok(reply) => reply,
+                Err(error) => return Stop::Redis(error),
+            };
+            let stored: Vec<&StreamId> = reply.keys.iter().flat_map(|k| &k.ids).collect();
+            let mut entries = Vec::with_capacity(stored.len());
+            for item in stored {
+                let Some(entry) = self.shared.entry(item) else {
+                    continue;
+                };
+                if *entry.message.id.epoch() != self.epoch {
+                    // Redis lost the log and a new epoch began: start over from it.
+                    if let Err(stop) = self.resync(conn).await {
+                        return stop;
+                    }
+                    entries.clear();
+                    break;
+                }
+                self.last = entry.message.id.position();
+                entries.push(entry);
+            }
+            if !entries.is_empty() && self.hub.ingest(entries).await.is_err() {
+                return Stop::HubClosed;
+            }
+        }
+    }
+}
+
+/// The delay before reconnect attempt `attempt`: doubling, capped, the upper half random,
+/// so instances that lost Redis together do not all come back in the same instant.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = BACKOFF_FIRST
+        .saturating_mul(1 << attempt.min(16))
+        .min(BACKOFF_CAP);
+    ceiling.mul_f64(rand::rng().random_range(0.5..=1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter() {
+        for attempt in 0..40 {
+            let delay = backoff(attempt);
+            let ceiling = BACKOFF_FIRST
+                .saturating_mul(1 << attempt.min(16))
+                .min(BACKOFF_CAP);
+            assert!(
+                delay <= ceiling && delay >= ceiling / 2,
+                "{attempt}: {delay:?}"
+            );
+        }
+        assert!(backoff(30) <= BACKOFF_CAP);
+    }
+}
