@@ -26,7 +26,7 @@ use crate::rate::RateLimiter;
 use crate::routes::{self, Routes};
 use crate::socket::{SocketContext, SocketLimits};
 use crate::state::AppState;
-use crate::store::{RedisSettings, RedisStore, Store, StoreStartError};
+use crate::store::{ReaderPause, RedisSettings, RedisStore, Store, StoreStartError};
 use crate::telemetry::trace_requests;
 use crate::templates::{TemplateError, Templates};
 use crate::xsrf::XsrfKey;
@@ -63,6 +63,7 @@ pub struct Application {
     server: Server,
     hub: HubHandle,
     shutting_down: Arc<AtomicBool>,
+    reader_pause: Option<ReaderPause>,
 }
 
 /// Stops the application the graceful way: from a signal, or from a test.
@@ -88,6 +89,7 @@ impl Application {
         let xsrf = XsrfKey::derive(&secret);
         let metrics = Arc::new(Metrics::default());
         let (hub, store) = start_room(&settings, templates.clone(), metrics.clone()).await?;
+        let reader_pause = store.reader_pause();
         let poster = Poster::new(Arc::new(store), settings.room.max_message_chars);
         let sockets = Arc::new(SocketContext {
             poster: poster.clone(),
@@ -160,11 +162,17 @@ impl Application {
             server,
             hub,
             shutting_down,
+            reader_pause,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The Redis reader's pause switch (`None` for the in-memory room).
+    pub fn reader_pause(&self) -> Option<ReaderPause> {
+        self.reader_pause.clone()
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {

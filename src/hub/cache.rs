@@ -87,6 +87,14 @@ impl Cache {
         self.entries.iter()
     }
 
+    /// Whether `cursor` is an id of this epoch past the newest entry held: another
+    /// instance has read further than this one, and the client waits for this one.
+    pub(crate) fn is_ahead(&self, cursor: Option<&Cursor>) -> bool {
+        cursor
+            .and_then(Cursor::id)
+            .is_some_and(|id| *id.epoch() == self.epoch && id.position() > self.head())
+    }
+
     pub(crate) fn since(&self, cursor: Option<&Cursor>) -> Since {
         let Some(cursor) = cursor else {
             return Since::Wait;
@@ -212,6 +220,16 @@ mod tests {
         assert!(matches!(cache.since(ahead.as_ref()), Since::Wait));
         cache.push(entry(5));
         assert_eq!(seqs(cache.since(ahead.as_ref())), (vec![5], false));
+    }
+
+    #[test]
+    fn only_an_id_of_this_epoch_past_the_head_is_ahead() {
+        let cache = cache_of(5, 1..=2);
+        assert!(cache.is_ahead(cursor(3).as_ref()));
+        assert!(!cache.is_ahead(cursor(2).as_ref()));
+        assert!(!cache.is_ahead(raw("e2-100-9").as_ref()));
+        assert!(!cache.is_ahead(raw("zzz").as_ref()));
+        assert!(!cache.is_ahead(None));
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub(crate) struct Room {
     prune_at: usize,
     /// Posters waiting for their entry to come back from the store.
     posters: Vec<(MessageId, oneshot::Sender<()>)>,
+    /// Clients whose cursor is past what this hub has read (another instance read
+    /// further); each is answered once the hub gets past it. Empty with the memory store.
+    ahead: Vec<Ahead>,
     /// The WebSockets' feed; `None` once the room is shut down.
     sockets: Option<broadcast::Sender<Frame>>,
     templates: Arc<Templates>,
@@ -62,6 +65,7 @@ impl Room {
             waiters: Vec::new(),
             prune_at: MIN_PRUNE_AT,
             posters: Vec::new(),
+            ahead: Vec::new(),
             sockets: Some(sockets),
             templates: config.templates,
             metrics,
@@ -89,19 +93,12 @@ impl Room {
             }
             Command::Poll { cursor, reply } => self.poll(cursor.as_ref(), reply),
             Command::Subscribe { cursor, reply } => {
-                if let Some(sockets) = &self.sockets {
-                    let (replay, replayed) = match self.cache.since(cursor.as_ref()) {
-                        Since::Wait => (None, 0),
-                        Since::Messages { entries, reset } => {
-                            (Some(frame::batch(&entries, reset)), entries.len())
-                        }
-                    };
-                    // Subscribing in the same step as the replay: nothing falls in between.
-                    let _ = reply.send(Subscription {
-                        replay,
-                        replayed,
-                        feed: sockets.subscribe(),
-                    });
+                if self.cache.is_ahead(cursor.as_ref()) {
+                    if let Some(cursor) = cursor {
+                        self.ahead.push(Ahead::Socket { cursor, reply });
+                    }
+                } else {
+                    self.subscribe(cursor.as_ref(), reply);
                 }
             }
             Command::Snapshot { reply } => {
@@ -115,6 +112,12 @@ impl Room {
                 let empty = frame::empty();
                 for waiter in self.waiters.drain(..) {
                     let _ = waiter.send(empty.clone());
+                }
+                for client in self.ahead.drain(..) {
+                    if let Ahead::Poll { reply, .. } = client {
+                        let _ = reply.send(empty.clone());
+                    }
+                    // A socket still waiting to subscribe is refused by dropping `reply`.
                 }
                 self.update_waiting_gauge();
                 let _ = done.send(());
@@ -133,6 +136,44 @@ impl Room {
         Ok(entry)
     }
 
+    /// A socket's replay from `cursor` and its place in the feed, in one step, so nothing
+    /// falls in between.
+    fn subscribe(&self, cursor: Option<&Cursor>, reply: oneshot::Sender<Subscription>) {
+        let Some(sockets) = &self.sockets else {
+            return; // Shut down: dropping `reply` says so.
+        };
+        let (replay, replayed) = match self.cache.since(cursor) {
+            Since::Wait => (None, 0),
+            Since::Messages { entries, reset } => {
+                (Some(frame::batch(&entries, reset)), entries.len())
+            }
+        };
+        let _ = reply.send(Subscription {
+            replay,
+            replayed,
+            feed: sockets.subscribe(),
+        });
+    }
+
+    /// Answers the clients the hub has now caught up with: polls with what follows their
+    /// cursor (or they join the waiters at the head), sockets with their subscription.
+    fn answer_ahead(&mut self) {
+        if self.ahead.is_empty() {
+            return;
+        }
+        for client in std::mem::take(&mut self.ahead) {
+            if self.cache.is_ahead(Some(client.cursor())) {
+                self.ahead.push(client);
+                continue;
+            }
+            match client {
+                Ahead::Poll { cursor, reply } => self.poll(Some(&cursor), reply),
+                Ahead::Socket { cursor, reply } => self.subscribe(Some(&cursor), reply),
+            }
+        }
+        self.update_waiting_gauge();
+    }
+
     fn publish(&mut self, entry: Arc<Entry>) {
         if !self.cache.push(entry.clone()) {
             return;
@@ -149,6 +190,7 @@ impl Room {
             let _ = sockets.send(entry.frame.clone());
         }
         self.metrics.delivered.fetch_add(delivered, Relaxed);
+        self.answer_ahead();
         self.update_waiting_gauge();
     }
 
@@ -174,6 +216,7 @@ impl Room {
             if let Some(sockets) = &self.sockets {
                 let _ = sockets.send(frame);
             }
+            self.answer_ahead();
             self.update_waiting_gauge();
         }
         self.release_posters();
@@ -200,6 +243,15 @@ impl Room {
                         .fetch_add(entries.len() as u64, Relaxed);
                 }
             }
+            Since::Wait if self.cache.is_ahead(cursor) => {
+                if let Some(cursor) = cursor {
+                    self.ahead.push(Ahead::Poll {
+                        cursor: cursor.clone(),
+                        reply,
+                    });
+                }
+                self.update_waiting_gauge();
+            }
             Since::Wait => {
                 if self.waiters.len() >= self.prune_at {
                     // Amortised clean-up, so a burst of abandoned polls cannot grow the
@@ -215,17 +267,50 @@ impl Room {
 
     pub(crate) fn drop_abandoned_polls(&mut self) {
         self.waiters.retain(|waiter| !waiter.is_closed());
+        self.ahead.retain(|client| !client.is_closed());
         self.update_waiting_gauge();
     }
 
     fn update_waiting_gauge(&self) {
+        let ahead = self
+            .ahead
+            .iter()
+            .filter(|c| matches!(c, Ahead::Poll { .. }))
+            .count();
         self.metrics
             .waiting_polls
-            .store(self.waiters.len() as u64, Relaxed);
+            .store((self.waiters.len() + ahead) as u64, Relaxed);
     }
 }
 
 const MIN_PRUNE_AT: usize = 1024;
+
+/// A client waiting for this hub to catch up with its cursor.
+enum Ahead {
+    Poll {
+        cursor: Cursor,
+        reply: oneshot::Sender<Frame>,
+    },
+    Socket {
+        cursor: Cursor,
+        reply: oneshot::Sender<Subscription>,
+    },
+}
+
+impl Ahead {
+    fn cursor(&self) -> &Cursor {
+        match self {
+            Self::Poll { cursor, .. } | Self::Socket { cursor, .. } => cursor,
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            Self::Poll { reply, .. } => reply.is_closed(),
+            Self::Socket { reply, .. } => reply.is_closed(),
+        }
+    }
+}
 
 fn unix_millis() -> u64 {
     std::time::SystemTime::now()

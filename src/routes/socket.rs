@@ -2,6 +2,8 @@
 //! the Origin (browsers send cookies on cross-site WebSocket handshakes and CORS does not
 //! apply, so this check is what stops cross-site WebSocket hijacking), and the cursor.
 
+use std::time::Duration;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use tracing::Instrument;
@@ -13,6 +15,9 @@ use crate::form::{self, empty_as_none};
 use crate::socket::{self, SocketConnection};
 use crate::state::AppState;
 use crate::xsrf;
+
+/// How long an upgrade waits for this instance to read as far as its cursor.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
 
 /// The query of the upgrade.
 #[derive(Deserialize)]
@@ -32,7 +37,11 @@ pub(super) async fn open_socket(
     let query: SocketQuery = form::decode(req.query_string().as_bytes())?;
     let context = state.sockets.clone();
     let slot = context.limits.acquire(&login.id)?;
-    let subscription = state.hub.subscribe(query.cursor).await?;
+    // A cursor from an instance that has read further is waited for (this one is usually
+    // milliseconds behind); past the bound the client is asked to come back.
+    let subscription = tokio::time::timeout(CATCH_UP_WAIT, state.hub.subscribe(query.cursor))
+        .await
+        .map_err(|_| AppError::StoreUnavailable)??;
     let (response, session, messages) =
         actix_ws::handle(&req, body).map_err(|e| AppError::BadRequest(e.to_string()))?;
     let max_bytes = context.max_frame_bytes;

@@ -11,7 +11,7 @@ use crate::auth::Login;
 use crate::error::AppError;
 use crate::hub::{AppendError, Draft, Entry, HubHandle};
 use crate::rate::RateLimiter;
-pub use redis::{RedisSettings, RedisStore, StoreStartError};
+pub use redis::{ReaderPause, RedisSettings, RedisStore, StoreStartError};
 
 /// Why a post was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,14 @@ pub enum Store {
 }
 
 impl Store {
+    /// The Redis reader's pause switch; `None` for the in-memory room.
+    pub fn reader_pause(&self) -> Option<ReaderPause> {
+        match self {
+            Self::Memory { .. } => None,
+            Self::Redis(redis) => Some(redis.reader_pause()),
+        }
+    }
+
     /// Stores a post of `login`'s (after its rate check) and returns it once this
     /// instance's room has it.
     pub async fn append(&self, login: &Login, draft: Draft) -> Result<Arc<Entry>, StoreError> {

@@ -133,9 +133,30 @@ pub struct RedisStore {
     writer: ConnectionManager,
     append: Script,
     hub: HubHandle,
+    pause: ReaderPause,
+}
+
+/// Holds this instance's reader still (for tests, and for maintenance): while paused, the
+/// instance serves what it has and waits for the rest; on resume it reads on from where it
+/// stopped. Posts still go to Redis.
+#[derive(Clone)]
+pub struct ReaderPause(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl ReaderPause {
+    pub fn pause(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub fn resume(&self) {
+        self.0.send_replace(false);
+    }
 }
 
 impl RedisStore {
+    pub fn reader_pause(&self) -> ReaderPause {
+        self.pause.clone()
+    }
+
     /// Connects and loads the newest `cache_size` entries; refuses to start without Redis.
     pub async fn open(
         settings: RedisSettings,
@@ -210,18 +231,23 @@ impl RedisStore {
         let mut attempt = 0;
         let reply: Vec<String> = loop {
             let mut writer = self.writer.clone();
-            match invocation.invoke_async(&mut writer).await {
-                Ok(reply) => break reply,
-                Err(error) if Instant::now() < deadline => {
-                    tracing::debug!(%error, attempt, "post not stored yet; retrying");
-                    tokio::time::sleep(BACKOFF_FIRST * (1 << attempt.min(2))).await;
-                    attempt += 1;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "post refused: Redis unavailable");
-                    return Err(StoreError::Unavailable);
-                }
+            // Each attempt ends by the deadline: while Redis is away, a call can otherwise
+            // wait out the connection manager's whole reconnect schedule.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let error = match tokio::time::timeout(left, invocation.invoke_async(&mut writer)).await
+            {
+                Ok(Ok(reply)) => break reply,
+                Ok(Err(error)) => error.to_string(),
+                Err(_) => "no answer in time".to_owned(),
+            };
+            if Instant::now() + BACKOFF_FIRST >= deadline {
+                tracing::warn!(%error, "post refused: Redis unavailable");
+                return Err(StoreError::Unavailable);
             }
+            // The same key on every attempt: a write that did land is found, not repeated.
+            tracing::debug!(%error, attempt, "post not stored yet; retrying");
+            tokio::time::sleep(BACKOFF_FIRST * (1 << attempt.min(2))).await;
+            attempt += 1;
         };
         let id = match reply.as_slice() {
             [status, ms] if status == "rate" => {
@@ -248,11 +274,13 @@ impl RedisStore {
 impl Opened {
     /// Starts the reader that feeds `hub`, and returns the store posts go through.
     pub fn follow(self, hub: HubHandle) -> RedisStore {
+        let (pause, paused) = tokio::sync::watch::channel(false);
         let reader = Reader {
             shared: self.shared.clone(),
             hub: hub.clone(),
             epoch: self.epoch,
             last: self.last,
+            paused,
         };
         tokio::spawn(reader.run());
         RedisStore {
@@ -260,6 +288,7 @@ impl Opened {
             writer: self.writer,
             append: Script::new(APPEND_SCRIPT),
             hub,
+            pause: ReaderPause(Arc::new(pause)),
         }
     }
 }
@@ -341,6 +370,7 @@ struct Reader {
     epoch: Epoch,
     /// The newest position the hub holds.
     last: Position,
+    paused: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Why following the stream stopped.
@@ -428,13 +458,20 @@ impl Reader {
             .block(READ_BLOCK.as_millis() as usize)
             .count(READ_COUNT);
         loop {
-            let after = self.last.to_string();
-            let reply: StreamReadReply = match conn
-                .xread_options(&[&self.shared.keys.log], &[&after], &options)
-                .await
-            {
-                Ok(reply) => reply,
-                Err(error) => return Stop::Redis(error),
+            if self.paused.wait_for(|paused| !paused).await.is_err() {
+                return Stop::HubClosed;
+            }
+            let after = [self.last.to_string()];
+            let log = [&self.shared.keys.log];
+            let read = conn.xread_options(&log, &after, &options);
+            let reply: StreamReadReply = tokio::select! {
+                reply = read => match reply {
+                    Ok(reply) => reply,
+                    Err(error) => return Stop::Redis(error),
+                },
+                // A pause takes effect at once: the read in flight is dropped, and read
+                // again from the same place on resume.
+                _ = self.paused.wait_for(|paused| *paused) => continue,
             };
             let stored: Vec<&StreamId> = reply.keys.iter().flat_map(|k| &k.ids).collect();
             let mut entries = Vec::with_capacity(stored.len());

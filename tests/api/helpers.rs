@@ -25,6 +25,9 @@ pub struct TestApp {
     pub port: u16,
     pub shutdown: ShutdownHandle,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The Redis reader's pause switch, with the Redis store.
+    #[allow(dead_code)]
+    pub reader_pause: Option<chatdemo::store::ReaderPause>,
 }
 
 #[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
@@ -61,12 +64,14 @@ impl TestApp {
         let app = Application::build(settings).await.expect("app builds");
         let port = app.port();
         let shutdown = app.shutdown_handle();
+        let reader_pause = app.reader_pause();
         let server = tokio::spawn(app.run_until_stopped());
         Self {
             address: format!("http://127.0.0.1:{port}"),
             port,
             shutdown,
             server,
+            reader_pause,
         }
     }
 
@@ -153,6 +158,15 @@ impl TestUser {
         let response = user.get(&path).await;
         assert_eq!(response.status(), 302, "login redirects");
         user
+    }
+
+    /// The same login (cookies do not separate ports) talking to another server.
+    pub fn at(&self, base: &str) -> Self {
+        Self {
+            client: self.client.clone(),
+            jar: self.jar.clone(),
+            base: base.to_owned(),
+        }
     }
 
     pub fn cookie(&self, name: &str) -> Option<String> {
@@ -363,7 +377,11 @@ impl TestUser {
         let mut seen = Vec::new();
         while seen.len() < count {
             let batch = self.poll_ok(Some(&cursor)).await;
-            assert!(!batch.reset, "a cursor-following client never resets");
+            assert!(
+                !batch.reset,
+                "a cursor-following client never resets: {cursor} got {:?}",
+                batch.messages.iter().map(|m| &m.id).collect::<Vec<_>>()
+            );
             if let Some(last) = batch.messages.last() {
                 cursor = last.id.clone();
             }

@@ -15,5 +15,7 @@ mod page;
 mod polling;
 mod posting;
 mod process;
+mod redis_server;
+mod scale_out;
 mod socket;
 mod xsrf;

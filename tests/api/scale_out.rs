@@ -1,0 +1,409 @@
+//! Several instances on one real Redis: one room, cursors valid everywhere, history that
+//! outlives the instances, a Redis crash and a Redis that lost its data, one rate budget.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chatdemo::config::Backend;
+
+use crate::helpers::{
+    assert_one_order, follow_socket, next_batch, page_cursor, page_message_ids, TestApp, TestUser,
+};
+use crate::redis_server::RedisServer;
+
+/// An instance on `redis` with the room under `prefix`.
+async fn instance(redis: &RedisServer, prefix: &str) -> TestApp {
+    instance_with(redis, prefix, |_| {}).await
+}
+
+async fn instance_with(
+    redis: &RedisServer,
+    prefix: &str,
+    adjust: impl FnOnce(&mut chatdemo::Settings),
+) -> TestApp {
+    let url = redis.url();
+    let prefix = prefix.to_owned();
+    TestApp::spawn_with(move |s| {
+        s.store.set_backend(Backend::Redis);
+        s.store.redis_url = url;
+        s.store.key_prefix = prefix;
+        adjust(s);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn two_instances_are_one_room_with_one_order() {
+    let Some(redis) = RedisServer::start("two_instances_are_one_room_with_one_order").await else {
+        return;
+    };
+    // Posting back to back on loopback outruns a debug-build poller by more than 200
+    // entries; a cache that holds them all makes this about order, not eviction (the
+    // polling tests cover eviction).
+    let whole = |s: &mut chatdemo::Settings| s.room.cache_size = 1000;
+    let a = instance_with(&redis, "one-room", whole).await;
+    let b = instance_with(&redis, "one-room", whole).await;
+    let poster = a.login(Some("poster")).await;
+    let start = page_cursor(&poster.page().await);
+    const COUNT: usize = 300;
+
+    let mut receivers = Vec::new();
+    for app in [&a, &b] {
+        for _ in 0..3 {
+            let user = app.login(None).await;
+            let cursor = start.clone();
+            receivers.push(tokio::spawn(async move {
+                user.follow_polls(cursor, COUNT).await
+            }));
+            let user = app.login(None).await;
+            let mut ws = user.socket(Some(&start)).await;
+            receivers.push(tokio::spawn(
+                async move { follow_socket(&mut ws, COUNT).await },
+            ));
+        }
+    }
+    // As fast as they go, spread over both instances by one login.
+    let mut posts = Vec::new();
+    for i in 0..COUNT {
+        let user = poster.at(if i % 2 == 0 { &a.address } else { &b.address });
+        posts.push(tokio::spawn(async move {
+            user.say_ok(&format!("m{i}")).await.id
+        }));
+    }
+    let mut posted = HashSet::new();
+    for post in posts {
+        posted.insert(post.await.unwrap());
+    }
+    let mut orders = Vec::new();
+    for receiver in receivers {
+        orders.push(
+            tokio::time::timeout(Duration::from_secs(60), receiver)
+                .await
+                .expect("every receiver gets every message")
+                .unwrap(),
+        );
+    }
+    assert_one_order(&orders, COUNT);
+    assert_eq!(orders[0].iter().cloned().collect::<HashSet<_>>(), posted);
+    // The same ids, in the same order, on both pages.
+    assert_eq!(
+        page_message_ids(&poster.page().await),
+        page_message_ids(&poster.at(&b.address).page().await)
+    );
+}
+
+#[tokio::test]
+async fn a_cursor_from_another_instance_waits_while_this_one_is_behind() {
+    let Some(redis) = RedisServer::start("a_cursor_from_another_instance_waits").await else {
+        return;
+    };
+    let (a, b) = (
+        instance(&redis, "behind").await,
+        instance(&redis, "behind").await,
+    );
+    let user = a.login(None).await;
+    let on_b = user.at(&b.address);
+    let first = user.say_ok("first").await;
+    // B has the first message: its page shows it.
+    wait_until_page_has(&on_b, &first.id).await;
+
+    let pause = b.reader_pause.clone().unwrap();
+    pause.pause();
+    let second = user.say_ok("second").await;
+    // B has not read `second`: a poll on B from A's answer is held, not reset.
+    let cursor = second.id.clone();
+    let held = {
+        let on_b = on_b.at(&b.address);
+        tokio::spawn(async move { on_b.poll_ok(Some(&cursor)).await })
+    };
+    // And a poll on B from `first` is held too: B knows of nothing after it yet.
+    let from_first = {
+        let on_b = on_b.at(&b.address);
+        let cursor = first.id.clone();
+        tokio::spawn(async move { on_b.poll_ok(Some(&cursor)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!held.is_finished(), "a cursor ahead of B waits");
+    assert!(!from_first.is_finished());
+    let third = user.say_ok("third").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "B's reader is paused");
+    pause.resume();
+
+    let batch = held.await.unwrap();
+    assert!(!batch.reset);
+    assert_eq!(
+        batch.messages,
+        std::slice::from_ref(&third),
+        "after `second`: only `third`"
+    );
+    // At B's head, it is answered by the first entry that arrives; following on gives both.
+    let batch = from_first.await.unwrap();
+    assert!(!batch.reset);
+    assert_eq!(batch.messages[0], second);
+    let mut ids: Vec<_> = batch.messages.iter().map(|m| m.id.clone()).collect();
+    if ids.len() == 1 {
+        ids.extend(on_b.follow_polls(second.id.clone(), 1).await);
+    }
+    assert_eq!(ids, [second.id, third.id], "after `first`: both, in order");
+}
+
+async fn wait_until_page_has(user: &TestUser, id: &str) {
+    for _ in 0..100 {
+        if page_message_ids(&user.page().await).iter().any(|m| m == id) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{id} never reached {}", user.base);
+}
+
+#[tokio::test]
+async fn the_history_outlives_every_instance() {
+    let Some(redis) = RedisServer::start("the_history_outlives_every_instance").await else {
+        return;
+    };
+    let (a, b) = (
+        instance(&redis, "history").await,
+        instance(&redis, "history").await,
+    );
+    let user = a.login(Some("Ann")).await;
+    let mut posted = Vec::new();
+    for i in 0..10 {
+        let at = if i % 2 == 0 { &a } else { &b };
+        posted.push(user.at(&at.address).say_ok(&format!("m{i}")).await.id);
+    }
+    a.shutdown.shutdown().await;
+    b.shutdown.shutdown().await;
+
+    let (a, b) = (
+        instance(&redis, "history").await,
+        instance(&redis, "history").await,
+    );
+    for app in [&a, &b] {
+        let again = user.at(&app.address);
+        assert_eq!(page_message_ids(&again.page().await), posted);
+        // An old cursor resumes where it was, with no reset.
+        let batch = again.poll_ok(Some(&posted[4])).await;
+        assert!(!batch.reset);
+        let ids: Vec<_> = batch.messages.into_iter().map(|m| m.id).collect();
+        assert_eq!(ids, posted[5..]);
+    }
+    // And the room goes on from there, in order.
+    let next = user.at(&b.address).say_ok("after the restart").await;
+    let batch = user.at(&a.address).poll_ok(Some(&posted[9])).await;
+    assert_eq!(batch.messages, [next]);
+}
+
+#[tokio::test]
+async fn a_redis_crash_loses_no_acknowledged_message_and_duplicates_none() {
+    let Some(mut redis) = RedisServer::start("a_redis_crash").await else {
+        return;
+    };
+    let (a, b) = (
+        instance(&redis, "crash").await,
+        instance(&redis, "crash").await,
+    );
+    let poster = a.login(Some("poster")).await;
+    let start = page_cursor(&poster.page().await);
+
+    // Receivers on both instances and both transports, following their cursors.
+    let done = Arc::new(AtomicBool::new(false));
+    let mut receivers = Vec::new();
+    for app in [&a, &b] {
+        let user = app.login(None).await;
+        let (cursor, stop) = (start.clone(), done.clone());
+        receivers.push(tokio::spawn(async move {
+            follow_until(user, cursor, stop).await
+        }));
+        let user = app.login(None).await;
+        let mut ws = user.socket(Some(&start)).await;
+        let done = done.clone();
+        receivers.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !done.load(Relaxed) {
+                let batch = tokio::time::timeout(Duration::from_millis(500), next_batch(&mut ws));
+                if let Ok(batch) = batch.await {
+                    assert!(!batch.reset, "no data was lost: no reset");
+                    seen.extend(batch.messages.into_iter().map(|m| m.id));
+                }
+            }
+            seen
+        }));
+    }
+
+    // A light steady load over both instances: every 503 is counted, every 200 kept.
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let refused = Arc::new(Mutex::new(0));
+    let stop_posting = Arc::new(AtomicBool::new(false));
+    let posting = {
+        let (acknowledged, refused, stop) =
+            (acknowledged.clone(), refused.clone(), stop_posting.clone());
+        let users = [poster.at(&a.address), poster.at(&b.address)];
+        tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Relaxed) {
+                let response = users[i % 2].say(&format!("steady {i}")).await;
+                match response.status().as_u16() {
+                    200 => {
+                        let message: crate::helpers::Msg = response.json().await.unwrap();
+                        acknowledged.lock().unwrap().push(message.id);
+                    }
+                    503 => {
+                        assert!(response.headers().contains_key("retry-after"));
+                        *refused.lock().unwrap() += 1;
+                    }
+                    other => panic!("a post got {other}"),
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis.kill();
+    wait_for_health(&a, 503).await;
+    wait_for_health(&b, 503).await;
+    assert_eq!(a.metric("chatdemo_store_up").await, 0);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    redis.launch().await;
+    wait_for_health(&a, 200).await;
+    wait_for_health(&b, 200).await;
+    assert_eq!(a.metric("chatdemo_store_up").await, 1);
+    assert!(a.metric("chatdemo_store_reconnects_total").await >= 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop_posting.store(true, Relaxed);
+    posting.await.unwrap();
+
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let refused = *refused.lock().unwrap();
+    assert!(refused > 0, "posts during the outage were refused");
+    assert!(acknowledged.len() > 20, "{acknowledged:?}");
+    // Wait until every receiver could have everything, then compare.
+    let last = acknowledged.last().unwrap().clone();
+    wait_until_page_has(&poster.at(&a.address), &last).await;
+    wait_until_page_has(&poster.at(&b.address), &last).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    done.store(true, Relaxed);
+    for receiver in receivers {
+        let seen = tokio::time::timeout(Duration::from_secs(30), receiver)
+            .await
+            .unwrap()
+            .unwrap();
+        let unique: HashSet<_> = seen.iter().collect();
+        assert_eq!(unique.len(), seen.len(), "no duplicates");
+        for id in &acknowledged {
+            assert!(
+                unique.contains(id),
+                "{id} was acknowledged but never arrived"
+            );
+        }
+        // A post refused while Redis died may still have been stored (its answer was what
+        // got lost); nothing else arrives, and the acknowledged ones come in posting order.
+        assert!(seen.len() <= acknowledged.len() + refused, "{seen:?}");
+        let acked: HashSet<_> = acknowledged.iter().collect();
+        let in_order: Vec<_> = seen
+            .iter()
+            .filter(|id| acked.contains(id))
+            .cloned()
+            .collect();
+        assert_eq!(in_order, acknowledged);
+    }
+}
+
+/// Follows the long poll from `cursor` until `done`; the ids in arrival order.
+async fn follow_until(user: TestUser, mut cursor: String, done: Arc<AtomicBool>) -> Vec<String> {
+    let mut seen = Vec::new();
+    while !done.load(Relaxed) {
+        let Ok(response) =
+            tokio::time::timeout(Duration::from_millis(800), user.poll(Some(&cursor))).await
+        else {
+            continue; // held: ask again, from the same cursor
+        };
+        assert_eq!(response.status(), 200);
+        let batch: crate::helpers::Batch = response.json().await.unwrap();
+        assert!(!batch.reset, "no data was lost: no reset");
+        if let Some(last) = batch.messages.last() {
+            cursor = last.id.clone();
+        }
+        seen.extend(batch.messages.into_iter().map(|m| m.id));
+    }
+    seen
+}
+
+async fn wait_for_health(app: &TestApp, want: u16) {
+    for _ in 0..200 {
+        let status = reqwest::get(app.url("/healthz"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("/healthz never answered {want}");
+}
+
+#[tokio::test]
+async fn a_redis_that_lost_its_data_resets_clients() {
+    let Some(redis) = RedisServer::start("a_redis_that_lost_its_data_resets_clients").await else {
+        return;
+    };
+    let a = instance(&redis, "flushed").await;
+    let user = a.login(None).await;
+    let mut old = Vec::new();
+    for i in 0..3 {
+        old.push(user.say_ok(&format!("before {i}")).await);
+    }
+    let newest = old[2].id.clone();
+    let mut ws = user.socket(Some(&newest)).await;
+    let held = {
+        let user = user.at(&a.address);
+        let cursor = newest.clone();
+        tokio::spawn(async move { user.poll_ok(Some(&cursor)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _: String = redis.command(&["FLUSHALL"]).await;
+    let after = user.say_ok("after the flush").await;
+
+    // The held poll and the socket hear that they may have missed messages.
+    let batch = held.await.unwrap();
+    assert!(batch.reset, "a held poll is told");
+    assert_eq!(batch.messages, std::slice::from_ref(&after));
+    let frame = next_batch(&mut ws).await;
+    assert!(frame.reset, "a socket is told");
+    assert_eq!(frame.messages, std::slice::from_ref(&after));
+    // An old cursor is from another epoch now: reset, never silence.
+    let batch = user.poll_ok(Some(&old[0].id)).await;
+    assert!(batch.reset);
+    assert_eq!(batch.messages, [after]);
+}
+
+#[tokio::test]
+async fn one_login_has_one_rate_budget_across_instances() {
+    let Some(redis) = RedisServer::start("one_login_has_one_rate_budget").await else {
+        return;
+    };
+    let limited = |s: &mut chatdemo::Settings| {
+        s.room.rate_burst = 4;
+        s.room.rate_per_sec = 0.01;
+    };
+    let a = instance_with(&redis, "rate", limited).await;
+    let b = instance_with(&redis, "rate", limited).await;
+    let user = a.login(None).await;
+    for at in [&a, &b, &a, &b] {
+        user.at(&at.address).say_ok("within the burst").await;
+    }
+    for at in [&a, &b] {
+        let refused = user.at(&at.address).say("over the budget").await;
+        assert_eq!(refused.status(), 429);
+        assert!(refused.headers().contains_key("retry-after"));
+    }
+    // Another login has its own budget.
+    let other = b.login(None).await;
+    other.say_ok("mine").await;
+}
