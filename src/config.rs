@@ -69,6 +69,8 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// A theme directory with `templates/` and `static/`; empty means the built-in files.
     pub assets_dir: String,
+    /// Peers whose `X-Forwarded-*` headers are believed (a reverse proxy in front).
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -256,6 +258,14 @@ impl Settings {
         if self.server.address.parse::<IpAddr>().is_err() {
             return Err(ConfigError::bad("server.address", "not an IP address"));
         }
+        for proxy in &self.server.trusted_proxies {
+            if proxy.parse::<IpAddr>().is_err() {
+                return Err(ConfigError::bad(
+                    "server.trusted_proxies",
+                    format!("{proxy:?} is not an IP address"),
+                ));
+            }
+        }
         if self.server.max_connections == 0 {
             return Err(ConfigError::bad(
                 "server.max_connections",
@@ -377,6 +387,16 @@ impl RoomSettings {
         self.max_message_chars
             .saturating_mul(12)
             .saturating_add(4096)
+    }
+}
+
+impl ServerSettings {
+    /// The trusted proxies' addresses (checked by `validate`).
+    pub fn trusted_proxies(&self) -> Vec<IpAddr> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect()
     }
 }
 
@@ -607,6 +627,11 @@ mod tests {
             ("CHATDEMO_ROOM__RATE_PER_SEC", "-1", "room.rate_per_sec"),
             ("CHATDEMO_SERVER__ADDRESS", "localhost:80", "server.address"),
             ("CHATDEMO_LOG__FORMAT", "xml", "log.format"),
+            (
+                "CHATDEMO_SERVER__TRUSTED_PROXIES",
+                "127.0.0.1,nginx",
+                "server.trusted_proxies",
+            ),
             ("CHATDEMO_STORE__BACKEND", "postgres", "store.backend"),
             ("CHATDEMO_STORE__KEY_PREFIX", "", "store.key_prefix"),
             (

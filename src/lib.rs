@@ -8,6 +8,7 @@ pub mod connections;
 pub mod domain;
 pub mod error;
 pub mod form;
+pub mod forwarded;
 pub mod hub;
 pub mod linkify;
 pub mod metrics;

@@ -19,6 +19,7 @@ use crate::assets::{AssetError, Assets, EmbeddedStatic};
 use crate::auth::{LoginReader, USER_COOKIE};
 use crate::config::{Backend, Settings};
 use crate::connections::{limit_connections, ConnectionLimit};
+use crate::forwarded::TrustedProxies;
 use crate::hub::{HubConfig, HubHandle, LogStart};
 use crate::metrics::Metrics;
 use crate::posting::Poster;
@@ -110,6 +111,7 @@ impl Application {
                 sockets,
                 metrics: metrics.clone(),
                 security: settings.security.clone(),
+                proxies: TrustedProxies::new(settings.server.trusted_proxies()),
                 poll_timeout: settings.room.poll_timeout(),
                 shutting_down: shutting_down.clone(),
             }),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::SecuritySettings;
+use crate::forwarded::TrustedProxies;
 use crate::hub::HubHandle;
 use crate::metrics::Metrics;
 use crate::posting::Poster;
@@ -23,6 +24,7 @@ pub struct AppState {
     pub sockets: Arc<SocketContext>,
     pub metrics: Arc<Metrics>,
     pub security: SecuritySettings,
+    pub proxies: TrustedProxies,
     /// How long a long poll is held before an empty answer.
     pub poll_timeout: Duration,
     /// Set when shutdown starts: `/healthz` answers 503 from then on.

@@ -33,7 +33,11 @@ pub(super) async fn open_socket(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let CurrentUser(login) = user.ok_or(AppError::Forbidden("login required"))?;
-    check_origin(&req, &state.security.allowed_origins)?;
+    check_origin(
+        &req,
+        &state.proxies.origin(&req),
+        &state.security.allowed_origins,
+    )?;
     let query: SocketQuery = form::decode(req.query_string().as_bytes())?;
     let context = state.sockets.clone();
     let slot = context.limits.acquire(&login.id)?;
@@ -65,18 +69,16 @@ pub(super) async fn open_socket(
     Ok(response)
 }
 
-/// The Origin must be this server's own (scheme, host and port as the request came in) or
-/// on the configured allowlist. Missing or `null` is refused.
-fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), AppError> {
+/// The Origin must be this server's own (scheme, host and port as the browser addressed
+/// it) or on the configured allowlist. Missing or `null` is refused.
+fn check_origin(req: &HttpRequest, own: &str, allowed: &[String]) -> Result<(), AppError> {
     let origin = req
         .headers()
         .get(actix_web::http::header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .ok_or(AppError::Forbidden("Origin header required"))?;
-    let info = req.connection_info();
-    let own = format!("{}://{}", info.scheme(), info.host());
     let allowed =
-        origin.eq_ignore_ascii_case(&own) || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin));
+        origin.eq_ignore_ascii_case(own) || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin));
     if allowed {
         Ok(())
     } else {

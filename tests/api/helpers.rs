@@ -288,6 +288,16 @@ impl TestUser {
         cursor: Option<&str>,
         origin: Option<&str>,
     ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        self.socket_with_headers(cursor, origin, &[]).await
+    }
+
+    /// `socket_with`, sending `headers` too.
+    pub async fn socket_with_headers(
+        &self,
+        cursor: Option<&str>,
+        origin: Option<&str>,
+        headers: &[(&'static str, &str)],
+    ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let host = self.base.trim_start_matches("http://");
         let mut url = format!("ws://{host}/a/message/socket");
@@ -308,6 +318,9 @@ impl TestUser {
             request
                 .headers_mut()
                 .insert("Origin", origin.parse().unwrap());
+        }
+        for (name, value) in headers {
+            request.headers_mut().insert(*name, value.parse().unwrap());
         }
         tokio_tungstenite::connect_async(request)
             .await

@@ -462,3 +462,37 @@ async fn three_sockets_and_three_pollers_see_the_same_200_messages_in_one_order(
     }
     assert_one_order(&orders, 200);
 }
+
+#[tokio::test]
+async fn forwarded_headers_count_for_the_origin_only_from_a_trusted_proxy() {
+    let behind_proxy = [
+        ("X-Forwarded-Host", "chat.example"),
+        ("X-Forwarded-Proto", "https"),
+    ];
+    // Not configured: anyone could send these headers, so they change nothing.
+    let app = TestApp::spawn().await;
+    let user = app.login(None).await;
+    let refused = user
+        .socket_with_headers(None, Some("https://chat.example"), &behind_proxy)
+        .await;
+    assert!(refused.is_err(), "an untrusted X-Forwarded-Host is ignored");
+    assert!(user
+        .socket_with_headers(None, Some(&app.address), &behind_proxy)
+        .await
+        .is_ok());
+
+    // With the proxy trusted, the origin is the one the browser addressed through it.
+    let app = TestApp::spawn_with(|s| s.server.trusted_proxies = vec!["127.0.0.1".into()]).await;
+    let user = app.login(None).await;
+    assert!(user
+        .socket_with_headers(None, Some("https://chat.example"), &behind_proxy)
+        .await
+        .is_ok());
+    let refused = user
+        .socket_with_headers(None, Some(&app.address), &behind_proxy)
+        .await;
+    assert!(
+        refused.is_err(),
+        "the inner address is not the public origin"
+    );
+}
