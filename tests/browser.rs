@@ -12,6 +12,9 @@
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;
+#[allow(dead_code)]
+#[path = "api/redis_server.rs"]
+mod redis_server;
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -342,4 +345,163 @@ async fn the_form_posts_with_javascript_disabled() {
         .unwrap();
     assert_eq!(status.as_deref(), Some("connecting"), "no script ran");
     browser.close().await.unwrap();
+}
+
+/// nginx from `deploy/nginx.conf`, its ports replaced, in a directory of its own; killed by
+/// its PID when dropped.
+struct Nginx {
+    child: Child,
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Nginx {
+    fn available() -> bool {
+        let found = Command::new("nginx").arg("-v").output().is_ok();
+        if !found {
+            assert!(
+                std::env::var("NGINX_TESTS").as_deref() != Ok("required"),
+                "NGINX_TESTS=required is set but nginx is missing"
+            );
+            eprintln!("skipping the balancer test: install nginx to run it");
+        }
+        found
+    }
+
+    async fn start(upstreams: [u16; 2]) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let shipped = include_str!("../deploy/nginx.conf");
+        let config = shipped
+            .replace("127.0.0.1:8881", &format!("127.0.0.1:{}", upstreams[0]))
+            .replace("127.0.0.1:8882", &format!("127.0.0.1:{}", upstreams[1]))
+            .replace("listen 127.0.0.1:8080", &format!("listen 127.0.0.1:{port}"));
+        assert_ne!(
+            config, shipped,
+            "the shipped config has the ports the test replaces"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("temp")).unwrap();
+        std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .args(["-g", "daemon off; master_process off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "nginx listens");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self {
+            child,
+            dir,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The upstream port of every logged request to `path`.
+    fn upstreams_of(&self, path: &str) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
+        log.lines()
+            .filter(|line| {
+                line.contains(&format!(" {path} ")) || line.contains(&format!(" {path}?"))
+            })
+            .filter_map(|line| line.split("upstream=").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_chat_through_nginx_over_two_instances_without_sticky_sessions() {
+    if !browser_available() || !Nginx::available() {
+        return;
+    }
+    let Some(redis) = redis_server::RedisServer::start("the balancer test").await else {
+        return;
+    };
+    let instance = || {
+        let url = redis.url();
+        TestApp::spawn_with(move |s| {
+            s.store.set_backend(chatdemo::config::Backend::Redis);
+            s.store.redis_url = url;
+            s.store.key_prefix = "balanced".into();
+            s.server.trusted_proxies = vec!["127.0.0.1".into()];
+        })
+    };
+    let (a, b) = (instance().await, instance().await);
+    let nginx = Nginx::start([a.port, b.port]).await;
+    let driver = start_driver().await;
+    let (alice, bob) = tokio::join!(
+        browser(&driver, "alice", true),
+        browser(&driver, "bob", true)
+    );
+    remove_websocket(&bob).await;
+    let at = |path: &str| format!("{}{path}", nginx.url);
+
+    alice.goto(&at("/auth/login?name=Alice")).await.unwrap();
+    bob.goto(&at("/auth/login?name=Bob")).await.unwrap();
+    wait_for_transport(&alice, "websocket", "Alice").await;
+    wait_for_transport(&bob, "longpoll", "Bob").await;
+
+    for round in 0..3 {
+        let from_alice = format!("Alice says {round}");
+        type_and_send(&alice, &from_alice).await;
+        wait_for_message(&bob, &from_alice, "Bob").await;
+        wait_for_message(&alice, &from_alice, "Alice").await;
+        wait_for_input_cleared(&alice, "Alice").await;
+        let from_bob = format!("Bob says {round}");
+        type_and_send(&bob, &from_bob).await;
+        wait_for_message(&alice, &from_bob, "Alice").await;
+        wait_for_message(&bob, &from_bob, "Bob").await;
+        wait_for_input_cleared(&bob, "Bob").await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for client in [&alice, &bob] {
+        for round in 0..3 {
+            assert_eq!(count(client, &format!("Alice says {round}")).await, 1);
+            assert_eq!(count(client, &format!("Bob says {round}")).await, 1);
+        }
+    }
+    // The balancer really did alternate: Bob's polls, each from the cursor of the one
+    // before, went to both instances.
+    let instances = |path| {
+        let mut seen = nginx.upstreams_of(path);
+        seen.sort();
+        seen.dedup();
+        seen
+    };
+    assert_eq!(
+        instances("/a/message/updates").len(),
+        2,
+        "polls on both instances"
+    );
+    assert_eq!(
+        instances("/a/message/new").len(),
+        2,
+        "posts on both instances"
+    );
+
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
 }
