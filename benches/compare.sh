@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the benchmark loads against chatdemo and the Tornado reference, one server at a time
-# on this machine, and prints one table side by side.
+# on this machine, and prints one table side by side. With redis-server installed it also
+# runs loads 1 and 2 on the Redis store (one instance) and load 1 on two instances sharing
+# one Redis, with Redis's own command counts.
 #
 #   benches/compare.sh            the four loads of the README (Tornado: loads 1 and 2)
 #   benches/compare.sh --all      Tornado runs loads 3 and 4 too (slow)
@@ -36,7 +38,14 @@ fi
 
 port_rs=18890
 port_py=18891
+port_rs2=18892
 server=""
+server2=""
+redis_pid=""
+redis_dir="$PWD/$out/redis"
+redis_sock="$redis_dir/redis.sock"
+# Instances on one Redis must share the cookie key; any 64 bytes do for a benchmark.
+bench_secret=$(od -An -tx1 -N40 /dev/urandom | tr -d ' \n')
 
 wait_port() {
   for _ in $(seq 1 200); do
@@ -63,13 +72,73 @@ start_server() {
 }
 
 stop_server() {
-  if [ -n "$server" ]; then
-    kill "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
-    server=""
+  for pid in "$server" "$server2"; do
+    if [ -n "$pid" ]; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
+  server=""
+  server2=""
+}
+
+stop_all() {
+  stop_server
+  if [ -n "$redis_pid" ]; then
+    kill "$redis_pid" 2>/dev/null || true
+    wait "$redis_pid" 2>/dev/null || true
   fi
 }
-trap stop_server EXIT
+trap stop_all EXIT
+
+# Redis as the store would run in production: append-only, synced every second.
+start_redis() {
+  rm -rf "$redis_dir"
+  mkdir -p "$redis_dir"
+  redis-server --port 0 --unixsocket "$redis_sock" --unixsocketperm 700 --dir "$redis_dir" \
+    --save '' --appendonly yes --appendfsync everysec > "$out/redis.log" 2>&1 &
+  redis_pid=$!
+  for _ in $(seq 1 200); do
+    if redis-cli -s "$redis_sock" ping >/dev/null 2>&1; then return 0; fi
+    sleep 0.05
+  done
+  echo "redis-server did not start" >&2
+  exit 1
+}
+
+# start_redis_instance PORT PREFIX: prints nothing, sets $! as the instance's pid.
+start_redis_instance() {
+  CHATDEMO_ROOM__RATE_BURST=1000000000 CHATDEMO_ROOM__RATE_PER_SEC=1000000000 RUST_LOG=warn \
+    CHATDEMO_STORE__BACKEND=redis CHATDEMO_STORE__REDIS_URL="redis+unix://$redis_sock" \
+    CHATDEMO_STORE__KEY_PREFIX="$2" CHATDEMO_SECURITY__COOKIE_SECRET="$bench_secret" \
+    target/release/chatdemo --port "$1" >> "$out/chatdemo-redis.log" 2>&1 &
+}
+
+# run_redis_load NAME LOAD INSTANCES extra-args...: on a fresh key prefix, with Redis's
+# command counts reset before and recorded after.
+run_redis_load() {
+  local name=$1 load=$2 instances=$3
+  shift 3
+  local prefix="bench-$name-$load-$RANDOM"
+  start_redis_instance "$port_rs" "$prefix"
+  server=$!
+  local second=()
+  if [ "$instances" = 2 ]; then
+    start_redis_instance "$port_rs2" "$prefix"
+    server2=$!
+    wait_port "$port_rs2"
+    second=(--url2 "http://127.0.0.1:$port_rs2" --server-pid2 "$server2")
+  fi
+  wait_port "$port_rs"
+  redis-cli -s "$redis_sock" config resetstat >/dev/null
+  echo "== load $load: $name ($instances instance(s) on Redis) $*"
+  "$bench" --url "http://127.0.0.1:$port_rs" --server-pid "$server" "${second[@]}" \
+    --label "$name/load$load" --json "$results" "$@"
+  redis-cli -s "$redis_sock" info commandstats \
+    | python3 benches/commandstats.py "$name/load$load" "$instances" >> "$results"
+  stop_server
+  sleep 1
+}
 
 run_load() { # name load-number extra-args...
   local name=$1 load=$2
@@ -104,5 +173,14 @@ for name in chatdemo tornado; do
     run_load "$name" 4 "${load4[@]}"
   fi
 done
+
+if command -v redis-server >/dev/null 2>&1; then
+  start_redis
+  run_redis_load redis 1 1 "${load1[@]}"
+  run_redis_load redis 2 1 "${load2[@]}"
+  run_redis_load redis-2x 1 2 "${load1[@]}"
+else
+  echo "redis-server is not installed: the Redis store's loads are skipped" >&2
+fi
 
 python3 benches/table.py "$results" | tee "$out/table.md"

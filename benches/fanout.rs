@@ -51,6 +51,13 @@ struct Args {
     /// The server's process id, for CPU and memory figures.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// A second instance of the same room (a shared store): receivers and posters
+    /// alternate between `--url` and this one.
+    #[arg(long)]
+    url2: Option<String>,
+    /// The second instance's process id; CPU and memory are the two added up.
+    #[arg(long)]
+    server_pid2: Option<u32>,
     /// Hold the connections this many seconds and report idle costs instead of posting.
     #[arg(long)]
     idle: Option<u64>,
@@ -258,23 +265,21 @@ fn record(shared: &Shared, seen: &mut Seen, text: &[u8], cursor: &mut String) {
 }
 
 async fn ws_receiver(
-    args: Arc<Args>,
+    url: String,
     shared: Arc<Shared>,
     user: User,
     cursor: String,
     ready: Arc<AtomicUsize>,
     connecting: tokio::sync::OwnedSemaphorePermit,
 ) -> Seen {
-    let ws_url = args.url.replacen("http", "ws", 1);
+    let ws_url = url.replacen("http", "ws", 1);
     let mut request = format!("{ws_url}/a/message/socket?cursor={}", encode(&cursor))
         .into_client_request()
         .unwrap();
     request
         .headers_mut()
         .insert("Cookie", user.cookie.parse().unwrap());
-    request
-        .headers_mut()
-        .insert("Origin", args.url.parse().unwrap());
+    request.headers_mut().insert("Origin", url.parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(request)
         .await
         .expect("socket opens");
@@ -297,13 +302,13 @@ async fn ws_receiver(
 }
 
 async fn poll_receiver(
-    args: Arc<Args>,
+    url: String,
     shared: Arc<Shared>,
     user: User,
     cursor: String,
     ready: Arc<AtomicUsize>,
 ) -> Seen {
-    let addr = args.url.trim_start_matches("http://").to_owned();
+    let addr = url.trim_start_matches("http://").to_owned();
     let mut http = Http::connect(&addr).await.expect("poll connection");
     let mut seen = Seen::default();
     let mut cursor = cursor;
@@ -338,6 +343,29 @@ async fn poll_receiver(
 struct Proc {
     cpu_secs: f64,
     rss_kib: u64,
+}
+
+impl Args {
+    /// The instance the `i`th receiver or poster talks to.
+    fn url_for(&self, i: usize) -> &str {
+        match (&self.url2, i % 2) {
+            (Some(second), 1) => second,
+            _ => &self.url,
+        }
+    }
+}
+
+/// CPU and memory of the server, both instances added up when there are two.
+fn read_servers(args: &Args) -> Option<Proc> {
+    let first = read_proc(Some(args.server_pid?))?;
+    let Some(pid) = args.server_pid2 else {
+        return Some(first);
+    };
+    let second = read_proc(Some(pid))?;
+    Some(Proc {
+        cpu_secs: first.cpu_secs + second.cpu_secs,
+        rss_kib: first.rss_kib + second.rss_kib,
+    })
 }
 
 fn read_proc(pid: Option<u32>) -> Option<Proc> {
@@ -426,6 +454,9 @@ fn check_loopback(url: &str) {
 async fn main() {
     let args = Arc::new(Args::parse());
     check_loopback(&args.url);
+    if let Some(second) = &args.url2 {
+        check_loopback(second);
+    }
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let addr = args.url.trim_start_matches("http://").to_owned();
     let (stop, _) = tokio::sync::watch::channel(false);
@@ -435,7 +466,7 @@ async fn main() {
         stop,
     });
 
-    let server_start = read_proc(args.server_pid);
+    let server_start = read_servers(&args);
     let posters = login_many(&addr, "poster", args.posters.max(1)).await;
     let ws_users = login_many(&addr, "ws", args.ws).await;
     let poll_users = login_many(&addr, "poll", args.polls).await;
@@ -458,13 +489,13 @@ async fn main() {
         .id;
 
     let ready = Arc::new(AtomicUsize::new(0));
-    let rss_before = read_proc(args.server_pid);
+    let rss_before = read_servers(&args);
     let connect_started = Instant::now();
     let mut ws_tasks = Vec::new();
     let connect_limit = Arc::new(Semaphore::new(256));
-    for user in ws_users {
-        let (args, shared, cursor, ready, limit) = (
-            args.clone(),
+    for (i, user) in ws_users.into_iter().enumerate() {
+        let (url, shared, cursor, ready, limit) = (
+            args.url_for(i).to_owned(),
             shared.clone(),
             cursor.clone(),
             ready.clone(),
@@ -472,20 +503,24 @@ async fn main() {
         );
         ws_tasks.push(tokio::spawn(async move {
             let connecting = limit.acquire_owned().await.unwrap();
-            ws_receiver(args, shared, user, cursor, ready, connecting).await
+            ws_receiver(url, shared, user, cursor, ready, connecting).await
         }));
     }
     while ready.load(Relaxed) < args.ws {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_ws = read_proc(args.server_pid);
+    let rss_ws = read_servers(&args);
     let mut poll_tasks = Vec::new();
-    for user in poll_users {
-        let (args, shared, cursor, ready) =
-            (args.clone(), shared.clone(), cursor.clone(), ready.clone());
+    for (i, user) in poll_users.into_iter().enumerate() {
+        let (url, shared, cursor, ready) = (
+            args.url_for(i).to_owned(),
+            shared.clone(),
+            cursor.clone(),
+            ready.clone(),
+        );
         poll_tasks.push(tokio::spawn(poll_receiver(
-            args, shared, user, cursor, ready,
+            url, shared, user, cursor, ready,
         )));
     }
     while ready.load(Relaxed) < args.ws + args.polls {
@@ -493,7 +528,7 @@ async fn main() {
     }
     // Let the last polls reach the server and be held.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let rss_all = read_proc(args.server_pid);
+    let rss_all = read_servers(&args);
     let connect_secs = connect_started.elapsed().as_secs_f64();
     let receivers = args.ws + args.polls;
 
@@ -516,10 +551,10 @@ async fn main() {
     let _ = server_start;
 
     if let Some(idle_secs) = args.idle {
-        let cpu_before = read_proc(args.server_pid);
+        let cpu_before = read_servers(&args);
         let own_before = read_proc(None);
         tokio::time::sleep(Duration::from_secs(idle_secs)).await;
-        let cpu_after = read_proc(args.server_pid);
+        let cpu_after = read_servers(&args);
         let own_after = read_proc(None);
         if let (Some(b), Some(a)) = (&cpu_before, &cpu_after) {
             let cpu = a.cpu_secs - b.cpu_secs;
@@ -537,7 +572,7 @@ async fn main() {
             report.insert("loadgen_cpu_secs".into(), (a.cpu_secs - b.cpu_secs).into());
         }
     } else {
-        let cpu_before = read_proc(args.server_pid);
+        let cpu_before = read_servers(&args);
         let own_before = read_proc(None);
         let started = Instant::now();
         let per_poster = args.messages.div_ceil(args.posters.max(1));
@@ -547,7 +582,8 @@ async fn main() {
         for (p, user) in posters.into_iter().enumerate() {
             let count = per_poster.min(args.messages.saturating_sub(p * per_poster)) as u32;
             posted_per_poster.push(count);
-            let (shared, addr, round_trips) = (shared.clone(), addr.clone(), round_trips.clone());
+            let addr = args.url_for(p).trim_start_matches("http://").to_owned();
+            let (shared, round_trips) = (shared.clone(), round_trips.clone());
             let interval =
                 (args.rate > 0.0).then(|| Duration::from_secs_f64(args.posters as f64 / args.rate));
             poster_tasks.push(tokio::spawn(async move {
@@ -591,7 +627,7 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let delivery_secs = started.elapsed().as_secs_f64();
-        let cpu_after = read_proc(args.server_pid);
+        let cpu_after = read_servers(&args);
         let own_after = read_proc(None);
         let _ = shared.stop.send(true);
         let mut ws_seen = Vec::new();

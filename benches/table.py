@@ -74,3 +74,31 @@ for load in ["load4"]:
         ("server RSS with all connected KiB", "rss_connected_kib"),
     ]:
         print(f"| {title} | {name} | {get(rs, key, fmt='{:.2f}')} | {get(py, key, fmt='{:.2f}')} | |")
+
+# The Redis store against the in-memory room, from the same run.
+store_rows = [
+    ("load1", "chatdemo", "redis", "1 instance"),
+    ("load2", "chatdemo", "redis", "1 instance"),
+    ("load1", "chatdemo", "redis-2x", "2 instances, receivers split"),
+]
+if any(f"{name}/{load}" in by for load, _, name, _ in store_rows):
+    print()
+    print("| load | store | lost / dup / out of order | server CPU µs per delivery | vs memory | all latency p99 ms | POST round trip p50 / p99 ms | Redis writes / messages | Redis stream reads per message |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for load, memory, name, shape in store_rows:
+        label = f"{name}/{load}"
+        if label not in by:
+            continue
+        row = by[label]
+        faults = "{} / {} / {}".format(row["lost"], row["duplicated"], row["out_of_order"])
+        vs = ratio(f"{memory}/{load}", label, "server_cpu_us_per_delivery")
+        stats = by.get(label + "/redis", {}).get("calls", {})
+        # The load generator's warm-up post is a message too.
+        messages = row["messages"] + 1
+        writes = stats.get("evalsha", 0) + stats.get("eval", 0)
+        reads = stats.get("xread", 0)
+        print(
+            f"| {title_of(load, row)} | Redis, {shape} | {faults} | {get(label, 'server_cpu_us_per_delivery')} | {vs} "
+            f"| {get(label, 'p99_ms')} | {get(label, 'post_rtt_p50_ms')} / {get(label, 'post_rtt_p99_ms')} "
+            f"| {writes} / {messages} | {reads / messages:.2f} |"
+        )
