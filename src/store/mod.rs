@@ -76,7 +76,10 @@ impl Store {
                     .map_err(StoreError::RateLimited)?;
                 Ok(hub.append(draft).await?)
             }
-            Self::Redis(redis) => redis.append(login, draft).await,
+            // Boxed: the Redis post is a large future, and every socket's task holds a
+            // post's future inline; unboxed it cost each socket about 1 KiB, memory
+            // store or not.
+            Self::Redis(redis) => Box::pin(redis.append(login, draft)).await,
         }
     }
 }

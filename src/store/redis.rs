@@ -391,39 +391,34 @@ impl Reader {
         let metrics = self.shared.metrics.clone();
         let mut outage: Option<(Instant, u32)> = None;
         loop {
-            let connected = match self.shared.reader_connection().await {
+            let failure = match self.shared.reader_connection().await {
                 Ok(mut conn) => match self.resync(&mut conn).await {
-                    Ok(()) => Some(conn),
+                    Ok(()) => {
+                        if let Some((since, attempts)) = outage.take() {
+                            tracing::info!(
+                                down_secs = since.elapsed().as_secs_f64(),
+                                attempts,
+                                "Redis reachable again; following the log"
+                            );
+                        }
+                        metrics.store_up.store(1, Relaxed);
+                        match self.tail(&mut conn).await {
+                            Stop::HubClosed => return,
+                            Stop::Redis(error) => error,
+                        }
+                    }
                     Err(Stop::HubClosed) => return,
-                    Err(Stop::Redis(error)) => {
-                        tracing::debug!(%error, "resync failed");
-                        None
-                    }
+                    Err(Stop::Redis(error)) => error,
                 },
-                Err(error) => {
-                    tracing::debug!(%error, "cannot connect to Redis");
-                    None
-                }
+                Err(error) => error,
             };
-            if let Some(mut conn) = connected {
-                if let Some((since, attempts)) = outage.take() {
-                    tracing::info!(
-                        down_secs = since.elapsed().as_secs_f64(),
-                        attempts,
-                        "Redis reachable again; following the log"
-                    );
-                }
-                metrics.store_up.store(1, Relaxed);
-                match self.tail(&mut conn).await {
-                    Stop::HubClosed => return,
-                    Stop::Redis(error) => {
-                        // Logged once per outage; the retries below stay quiet.
-                        tracing::warn!(%error, "Redis unreachable; posts get 503 until it returns");
-                    }
-                }
-            }
             metrics.store_up.store(0, Relaxed);
-            let (_, attempts) = outage.get_or_insert((Instant::now(), 0));
+            let (_, attempts) = outage.get_or_insert_with(|| {
+                // Once per outage, however it began; the retries below stay quiet.
+                tracing::warn!(error = %failure, "Redis unreachable; posts get 503 until it returns");
+                (Instant::now(), 0)
+            });
+            tracing::debug!(error = %failure, attempt = *attempts, "Redis still unreachable");
             let delay = backoff(*attempts);
             *attempts += 1;
             metrics.store_reconnects.fetch_add(1, Relaxed);

@@ -407,3 +407,51 @@ async fn one_login_has_one_rate_budget_across_instances() {
     let other = b.login(None).await;
     other.say_ok("mine").await;
 }
+
+#[tokio::test]
+async fn an_outage_is_logged_once_however_many_retries_it_takes() {
+    let Some(mut redis) = RedisServer::start("an_outage_is_logged_once").await else {
+        return;
+    };
+    let cwd = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let server = crate::process::Server::start_with(
+        std::path::Path::new(env!("CARGO_BIN_EXE_chatdemo")),
+        cwd.path(),
+        &[
+            ("CHATDEMO_STORE__BACKEND", "redis"),
+            ("CHATDEMO_STORE__REDIS_URL", url.as_str()),
+            (
+                "CHATDEMO_SECURITY__COOKIE_SECRET",
+                crate::helpers::TEST_SECRET,
+            ),
+        ],
+    )
+    .await;
+    let metric = |name: &'static str| {
+        let url = server.url("/metrics");
+        async move {
+            let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+                .unwrap()
+        }
+    };
+    redis.kill();
+    // Long enough for several reconnect attempts (0.1 s doubling).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(metric("chatdemo_store_reconnects_total").await >= 4);
+    assert_eq!(metric("chatdemo_store_up").await, 0);
+    redis.launch().await;
+    for _ in 0..100 {
+        if metric("chatdemo_store_up").await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(metric("chatdemo_store_up").await, 1);
+    let log = server.stop().await;
+    let count = |text: &str| log.iter().filter(|l| l.contains(text)).count();
+    assert_eq!(count("Redis unreachable"), 1, "{log:#?}");
+    assert_eq!(count("Redis reachable again"), 1, "{log:#?}");
+}
