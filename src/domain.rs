@@ -264,6 +264,66 @@ impl TryFrom<String> for LocalPath {
     }
 }
 
+/// When the room accepted an entry: milliseconds since the Unix epoch, UTC. It is the
+/// millisecond part of the entry's position, so it comes from the store (Redis's clock
+/// with Redis) and every instance shows the same time, never decreasing in room order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    pub fn of(id: &MessageId) -> Self {
+        Self(id.position().ms)
+    }
+
+    /// RFC 3339 in UTC with milliseconds: `2026-11-30T17:40:01.123Z`.
+    pub fn rfc3339(self) -> String {
+        let (date, ms_of_day) = (self.0 / 86_400_000, self.0 % 86_400_000);
+        let (year, month, day) = civil_from_days(date);
+        let secs = ms_of_day / 1000;
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            ms_of_day % 1000
+        )
+    }
+
+    /// `HH:MM` in UTC, for the markup (the page's script shows the reader's local time).
+    pub fn clock(self) -> String {
+        let minutes = self.0 % 86_400_000 / 60_000;
+        format!("{:02}:{:02}", minutes / 60, minutes % 60)
+    }
+}
+
+/// The date of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.rfc3339())
+    }
+}
+
+/// What an entry of the room is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A post.
+    Message,
+}
+
 /// A message as every client receives it; field order is the wire order.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Message {
@@ -272,6 +332,8 @@ pub struct Message {
     pub body: MessageBody,
     /// Rendered from `templates/message.html`.
     pub html: String,
+    pub time: Timestamp,
+    pub kind: Kind,
 }
 
 #[cfg(test)]
@@ -283,6 +345,8 @@ impl Message {
             from: UserName("Ann".to_owned()),
             body: MessageBody(body.to_owned()),
             html: format!("<div>{body}</div>"),
+            time: Timestamp::of(id),
+            kind: Kind::Message,
         }
     }
 }
@@ -377,6 +441,25 @@ mod tests {
         }
         let random = Epoch::random();
         assert_eq!(Epoch::parse(random.as_str()), Some(random));
+    }
+
+    #[test]
+    fn times_are_rfc3339_utc_with_milliseconds() {
+        for (ms, text, clock) in [
+            (0, "1970-01-01T00:00:00.000Z", "00:00"),
+            (1_700_000_000_123, "2023-11-14T22:13:20.123Z", "22:13"),
+            (951_782_400_000, "2000-02-29T00:00:00.000Z", "00:00"),
+            (1_709_251_199_999, "2024-02-29T23:59:59.999Z", "23:59"),
+            (4_102_444_800_000, "2100-01-01T00:00:00.000Z", "00:00"),
+            (1_796_069_247_161, "2026-11-30T20:07:27.161Z", "20:07"),
+        ] {
+            let time = Timestamp(ms);
+            assert_eq!(
+                (time.rfc3339().as_str(), time.clock().as_str()),
+                (text, clock),
+                "{ms}"
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::Serialize;
 use tera::{Context, Tera, Value};
 
 use crate::assets::{AssetError, Assets, TEMPLATE_NAMES};
-use crate::domain::{Message, MessageBody, MessageId, UserName};
+use crate::domain::{Kind, Message, MessageBody, MessageId, Timestamp, UserName};
 use crate::linkify::{escape_html, linkify};
 
 pub struct Templates {
@@ -41,6 +41,10 @@ struct MessageView<'a> {
     id: &'a str,
     from: &'a str,
     body: &'a str,
+    /// RFC 3339, for `<time datetime>`.
+    time: &'a str,
+    /// `HH:MM` UTC, what the markup shows before the page's script localises it.
+    clock: &'a str,
 }
 
 impl Templates {
@@ -60,13 +64,8 @@ impl Templates {
     }
 
     /// The `html` of a message: exactly one line, no trailing newline.
-    pub fn render_message(
-        &self,
-        id: &str,
-        from: &str,
-        body: &str,
-    ) -> Result<String, TemplateError> {
-        let context = Context::from_serialize(MessageView { id, from, body })?;
+    fn render_message(&self, view: &MessageView<'_>) -> Result<String, TemplateError> {
+        let context = Context::from_serialize(view)?;
         let mut html = self.tera.render("message.html", &context)?;
         html.truncate(html.trim_end().len());
         Ok(html)
@@ -91,12 +90,21 @@ impl Templates {
         from: &UserName,
         body: MessageBody,
     ) -> Result<Message, TemplateError> {
-        let html = self.render_message(id.as_str(), from.as_str(), body.as_str())?;
+        let time = Timestamp::of(&id);
+        let html = self.render_message(&MessageView {
+            id: id.as_str(),
+            from: from.as_str(),
+            body: body.as_str(),
+            time: &time.rfc3339(),
+            clock: &time.clock(),
+        })?;
         Ok(Message {
             id,
             from: from.clone(),
             body,
             html,
+            time,
+            kind: Kind::Message,
         })
     }
 }

@@ -60,6 +60,18 @@
     errorBox.hidden = !text;
   }
 
+  // Messages carry their time in UTC (<time datetime="...">HH:MM</time>); the reader sees
+  // it in their own time zone, with the full date on hover.
+  function localizeTimes(root) {
+    var times = root.querySelectorAll("time[datetime]");
+    for (var i = 0; i < times.length; i++) {
+      var when = new Date(times[i].getAttribute("datetime"));
+      if (isNaN(when.getTime())) continue;
+      times[i].textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      times[i].title = when.toLocaleString([], { dateStyle: "full", timeStyle: "medium" });
+    }
+  }
+
   // Inserts messages from the server, oldest first. Their `html` was rendered and escaped
   // by the server; it is the only network data that is ever parsed as HTML.
   function showMessages(messages) {
@@ -69,7 +81,10 @@
       var template = document.createElement("template");
       template.innerHTML = message.html;
       var node = template.content.firstElementChild;
-      if (node) inbox.appendChild(node);
+      if (node) {
+        localizeTimes(node);
+        inbox.appendChild(node);
+      }
       confirmPending(message);
     }
     if (messages.length) window.scrollTo(0, document.body.scrollHeight);
@@ -267,5 +282,6 @@
     setTimeout(tryUpgrade, UPGRADE_RETRY_MS);
   }
 
+  localizeTimes(inbox);
   start();
 })();

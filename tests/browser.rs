@@ -505,3 +505,53 @@ async fn two_users_chat_through_nginx_over_two_instances_without_sticky_sessions
     alice.close().await.unwrap();
     bob.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn times_show_in_the_readers_time_zone() {
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn().await;
+    let poster = app.login(Some("Poster")).await;
+    let rendered = poster.say_ok("rendered into the page").await;
+    let reader = browser(&driver, "reader", true).await;
+    // India: UTC+5:30, so a wrong offset or a UTC fallback cannot pass by accident.
+    for (cmd, params) in [
+        (
+            "Emulation.setTimezoneOverride",
+            json!({"timezoneId": "Asia/Kolkata"}),
+        ),
+        ("Emulation.setLocaleOverride", json!({"locale": "en-GB"})),
+    ] {
+        reader.issue_cmd(Cdp { cmd, params }).await.unwrap();
+    }
+    reader
+        .goto(&app.url("/auth/login?name=Reader"))
+        .await
+        .unwrap();
+    wait_for_message(&reader, "rendered into the page", "Reader").await;
+    let live = poster.say_ok("arrived live").await;
+    wait_for_message(&reader, "arrived live", "Reader").await;
+
+    for message in [rendered, live] {
+        let minutes: u32 = message.time[11..13].parse::<u32>().unwrap() * 60
+            + message.time[14..16].parse::<u32>().unwrap();
+        let local = (minutes + 5 * 60 + 30) % (24 * 60);
+        let expected = format!("{:02}:{:02}", local / 60, local % 60);
+        let script = format!(
+            "var t = document.getElementById('m{}').querySelector('time'); \
+             return [t.textContent, t.title, t.getAttribute('datetime')];",
+            message.id
+        );
+        let shown = reader.execute(&script, vec![]).await.unwrap();
+        assert_eq!(shown[0], json!(expected), "{}: {shown}", message.body);
+        assert_eq!(shown[2], json!(message.time));
+        let title = shown[1].as_str().unwrap();
+        assert!(
+            title.contains(&expected[..2]) && title.len() > 10,
+            "full date on hover: {title}"
+        );
+    }
+    reader.close().await.unwrap();
+}

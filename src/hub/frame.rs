@@ -77,7 +77,7 @@ mod tests {
         let e = entry(1, "hi \"there\"");
         assert_eq!(
             &*e.json,
-            r#"{"id":"e1-1-1","from":"Ann","body":"hi \"there\"","html":"<div>hi \"there\"</div>"}"#
+            r#"{"id":"e1-1-1","from":"Ann","body":"hi \"there\"","html":"<div>hi \"there\"</div>","time":"1970-01-01T00:00:00.001Z","kind":"message"}"#
         );
     }
 

@@ -36,6 +36,8 @@ pub struct Msg {
     pub from: String,
     pub body: String,
     pub html: String,
+    pub time: String,
+    pub kind: String,
 }
 
 #[derive(Debug, Deserialize)]

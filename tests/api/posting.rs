@@ -11,19 +11,24 @@ async fn a_post_answers_the_message_with_keys_in_order() {
         .unwrap()
         .starts_with("application/json"));
     let text = response.text().await.unwrap();
-    let keys: Vec<usize> = ["\"id\"", "\"from\"", "\"body\"", "\"html\""]
-        .iter()
-        .map(|k| text.find(k).unwrap_or_else(|| panic!("{k} in {text}")))
-        .collect();
+    let keys: Vec<usize> = [
+        "\"id\"", "\"from\"", "\"body\"", "\"html\"", "\"time\"", "\"kind\"",
+    ]
+    .iter()
+    .map(|k| text.find(k).unwrap_or_else(|| panic!("{k} in {text}")))
+    .collect();
     assert!(keys.windows(2).all(|w| w[0] < w[1]), "key order in {text}");
     let message: crate::helpers::Msg = serde_json::from_str(&text).unwrap();
     assert_eq!(message.from, "Dora");
     assert_eq!(message.body, "hello\nworld");
+    assert_eq!(message.kind, "message");
+    // The time in the markup is UTC `HH:MM` of the message's own `time`.
+    let clock = &message.time[11..16];
     assert_eq!(
         message.html,
         format!(
-            "<div class=\"message\" id=\"m{}\"><b>Dora: </b>hello\nworld</div>",
-            message.id
+            "<div class=\"message\" id=\"m{}\"><time datetime=\"{}\">{clock}</time> <b>Dora: </b>hello\nworld</div>",
+            message.id, message.time
         )
     );
     assert!(message
@@ -146,4 +151,42 @@ async fn a_flood_from_one_user_is_rate_limited_without_touching_others() {
     app.login(None).await.say_ok("still here").await;
     assert_eq!(app.metric("chatdemo_messages_posted_total").await, 4);
     assert!(!flooder.page().await.contains("one too many"));
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, exactly.
+fn is_rfc3339_utc_millis(time: &str) -> bool {
+    let shape = "dddd-dd-ddTdd:dd:dd.dddZ";
+    time.len() == shape.len()
+        && time
+            .chars()
+            .zip(shape.chars())
+            .all(|(c, s)| if s == 'd' { c.is_ascii_digit() } else { c == s })
+}
+
+#[tokio::test]
+async fn every_message_has_the_time_the_room_accepted_it_in_utc() {
+    let app = TestApp::spawn().await;
+    let user = app.login(None).await;
+    let before = std::time::SystemTime::now();
+    let mut times = Vec::new();
+    for i in 0..20 {
+        let message = user.say_ok(&format!("m{i}")).await;
+        assert!(is_rfc3339_utc_millis(&message.time), "{}", message.time);
+        times.push(message.time);
+    }
+    // Non-decreasing in room order (the strings sort as the times do).
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    // And it is now: the first is within a minute of the clock here.
+    let secs = before
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (h, m) = ((secs / 3600) % 24, (secs / 60) % 60);
+    let now = format!("{h:02}:{m:02}");
+    let one_minute_on = format!("{:02}:{:02}", (h + (m + 1) / 60) % 24, (m + 1) % 60);
+    assert!(
+        times[0][11..16] == now || times[0][11..16] == one_minute_on,
+        "{} vs {now}",
+        times[0]
+    );
 }
