@@ -12,12 +12,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
 
 /// The templates the server renders; each must exist and parse.
-pub const TEMPLATE_NAMES: [&str; 3] = ["index.html", "message.html", "logout.html"];
+pub const TEMPLATE_NAMES: [&str; 4] = ["index.html", "message.html", "notice.html", "logout.html"];
 
 /// Built-in templates, by name.
-const EMBEDDED_TEMPLATES: [(&str, &str); 3] = [
+const EMBEDDED_TEMPLATES: [(&str, &str); 4] = [
     ("index.html", include_str!("../templates/index.html")),
     ("message.html", include_str!("../templates/message.html")),
+    ("notice.html", include_str!("../templates/notice.html")),
     ("logout.html", include_str!("../templates/logout.html")),
 ];
 

@@ -22,8 +22,17 @@ pub struct Settings {
     pub security: SecuritySettings,
     pub room: RoomSettings,
     pub websocket: WebSocketSettings,
+    pub presence: PresenceConfig,
     pub store: StoreSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceConfig {
+    pub enabled: bool,
+    pub notices: bool,
+    pub leave_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -319,6 +328,12 @@ impl Settings {
             return Err(ConfigError::bad(
                 "room.rate_per_sec",
                 "must be a positive number",
+            ));
+        }
+        if !(1..=3600).contains(&self.presence.leave_grace_secs) {
+            return Err(ConfigError::bad(
+                "presence.leave_grace_secs",
+                "must be 1 to 3600",
             ));
         }
         if !matches!(self.store.backend.as_str(), "memory" | "redis") {
@@ -633,6 +648,11 @@ mod tests {
                 "server.trusted_proxies",
             ),
             ("CHATDEMO_STORE__BACKEND", "postgres", "store.backend"),
+            (
+                "CHATDEMO_PRESENCE__LEAVE_GRACE_SECS",
+                "0",
+                "presence.leave_grace_secs",
+            ),
             ("CHATDEMO_STORE__KEY_PREFIX", "", "store.key_prefix"),
             (
                 "CHATDEMO_SECURITY__ALLOWED_ORIGINS",

@@ -275,6 +275,10 @@ impl Timestamp {
         Self(id.position().ms)
     }
 
+    pub fn from_unix_millis(ms: u64) -> Self {
+        Self(ms)
+    }
+
     /// RFC 3339 in UTC with milliseconds: `2026-11-30T17:40:01.123Z`.
     pub fn rfc3339(self) -> String {
         let (date, ms_of_day) = (self.0 / 86_400_000, self.0 % 86_400_000);
@@ -322,6 +326,35 @@ impl Serialize for Timestamp {
 pub enum Kind {
     /// A post.
     Message,
+    /// A login came online.
+    Join,
+    /// A login's last connection has been gone for the presence grace.
+    Leave,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::Join => "join",
+            Self::Leave => "leave",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Message, Self::Join, Self::Leave]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+
+    /// A notice's sentence (its `body`).
+    pub fn notice_text(self) -> Option<&'static str> {
+        match self {
+            Self::Message => None,
+            Self::Join => Some("joined the room"),
+            Self::Leave => Some("left the room"),
+        }
+    }
 }
 
 /// A message as every client receives it; field order is the wire order.

@@ -28,6 +28,8 @@ pub enum AppError {
     RateLimited { retry_after_secs: u64 },
     #[error("too many open sockets for this login")]
     TooManySockets,
+    #[error("not found")]
+    NotFound,
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("the message store is unavailable; try again shortly")]
@@ -63,6 +65,7 @@ impl ResponseError for AppError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::BadRequest(_) | Self::Input(_) | Self::Form(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotFound => StatusCode::NOT_FOUND,
             Self::RateLimited { .. } | Self::TooManySockets => StatusCode::TOO_MANY_REQUESTS,
             Self::ShuttingDown | Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -13,6 +13,7 @@ pub mod hub;
 pub mod linkify;
 pub mod metrics;
 pub mod posting;
+pub mod presence;
 pub mod rate;
 pub mod routes;
 pub mod socket;

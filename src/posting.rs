@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::auth::Login;
-use crate::domain::MessageBody;
+use crate::domain::{Kind, MessageBody};
 use crate::error::AppError;
 use crate::hub::{Draft, Entry};
 use crate::store::Store;
@@ -27,6 +27,7 @@ impl Poster {
         let draft = Draft {
             from: login.name.clone(),
             body,
+            kind: Kind::Message,
         };
         // The rate is charged by the store, after validation: a refused message costs none.
         let entry = self.store.append(login, draft).await?;

@@ -22,6 +22,7 @@ use crate::error::AppError;
 use crate::hub::{Frame, Subscription};
 use crate::metrics::Metrics;
 use crate::posting::Poster;
+use crate::presence::{Connection, Presence};
 use crate::xsrf::XsrfKey;
 
 /// How long one write may wait for a client before it counts as too slow.
@@ -49,6 +50,7 @@ struct ErrorFrame<'a> {
 /// What every socket shares, built once at start.
 pub struct SocketContext {
     pub poster: Poster,
+    pub presence: Presence,
     pub xsrf: XsrfKey,
     pub limits: SocketLimits,
     pub metrics: Arc<Metrics>,
@@ -120,6 +122,8 @@ pub struct SocketConnection {
     pub messages: AggregatedMessageStream,
     pub subscription: Subscription,
     pub slot: SocketSlot,
+    /// Counts the login as online while the socket is open.
+    pub online: Option<Connection>,
 }
 
 /// How a connection ended, and what the client is told.
@@ -138,6 +142,7 @@ pub async fn serve(mut conn: SocketConnection) {
         login,
         slot,
         context,
+        online,
         ..
     } = conn;
     match end {
@@ -159,6 +164,7 @@ pub async fn serve(mut conn: SocketConnection) {
         }
     }
     drop(slot);
+    drop(online);
 }
 
 async fn run(conn: &mut SocketConnection) -> End {

@@ -5,6 +5,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_session::config::{CookieContentSecurity, PersistentSession};
 use actix_session::storage::CookieSessionStore;
@@ -23,6 +24,7 @@ use crate::forwarded::TrustedProxies;
 use crate::hub::{HubConfig, HubHandle, LogStart};
 use crate::metrics::Metrics;
 use crate::posting::Poster;
+use crate::presence::{Presence, PresenceSettings, Registry};
 use crate::rate::RateLimiter;
 use crate::routes::{self, Routes};
 use crate::socket::{SocketContext, SocketLimits};
@@ -91,9 +93,11 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let (hub, store) = start_room(&settings, templates.clone(), metrics.clone()).await?;
         let reader_pause = store.reader_pause();
+        let presence = start_presence(&settings, &hub, &store);
         let poster = Poster::new(Arc::new(store), settings.room.max_message_chars);
         let sockets = Arc::new(SocketContext {
             poster: poster.clone(),
+            presence: presence.clone(),
             xsrf: xsrf.clone(),
             limits: SocketLimits::new(SOCKETS_PER_LOGIN, metrics.clone()),
             metrics: metrics.clone(),
@@ -108,6 +112,7 @@ impl Application {
                 templates,
                 xsrf,
                 poster,
+                presence,
                 sockets,
                 metrics: metrics.clone(),
                 security: settings.security.clone(),
@@ -257,6 +262,24 @@ async fn start_room(
             Ok((hub.clone(), Store::Redis(opened.follow(hub))))
         }
     }
+}
+
+/// Presence on the same store as the room: in this process, or in Redis for every instance.
+fn start_presence(settings: &Settings, hub: &HubHandle, store: &Store) -> Presence {
+    if !settings.presence.enabled {
+        return Presence::off();
+    }
+    let presence = PresenceSettings {
+        notices: settings.presence.notices,
+        leave_grace: Duration::from_secs(settings.presence.leave_grace_secs),
+        // A poll-only client polls again at once; a few seconds cover the gap.
+        poll_window: settings.room.poll_timeout() + Duration::from_secs(5),
+    };
+    let registry = match store {
+        Store::Memory { .. } => Registry::memory(hub.clone()),
+        Store::Redis(redis) => Registry::redis(redis.presence()),
+    };
+    Presence::start(presence, registry)
 }
 
 /// Every held poll and socket is an open file: raise the soft limit to the hard one.

@@ -12,6 +12,7 @@ use crate::forwarded::TrustedProxies;
 use crate::hub::HubHandle;
 use crate::metrics::Metrics;
 use crate::posting::Poster;
+use crate::presence::Presence;
 use crate::socket::SocketContext;
 use crate::templates::Templates;
 use crate::xsrf::XsrfKey;
@@ -21,6 +22,7 @@ pub struct AppState {
     pub templates: Arc<Templates>,
     pub xsrf: XsrfKey,
     pub poster: Poster,
+    pub presence: Presence,
     pub sockets: Arc<SocketContext>,
     pub metrics: Arc<Metrics>,
     pub security: SecuritySettings,

@@ -34,6 +34,8 @@ pub struct IndexPage<'a> {
     pub messages: Vec<&'a str>,
     pub cursor: &'a str,
     pub xsrf: &'a str,
+    /// The names of who is online, oldest first; `None` when presence is off.
+    pub online: Option<Vec<&'a str>>,
 }
 
 #[derive(Serialize)]
@@ -64,9 +66,13 @@ impl Templates {
     }
 
     /// The `html` of a message: exactly one line, no trailing newline.
-    fn render_message(&self, view: &MessageView<'_>) -> Result<String, TemplateError> {
+    fn render_message(
+        &self,
+        template: &str,
+        view: &MessageView<'_>,
+    ) -> Result<String, TemplateError> {
         let context = Context::from_serialize(view)?;
-        let mut html = self.tera.render("message.html", &context)?;
+        let mut html = self.tera.render(template, &context)?;
         html.truncate(html.trim_end().len());
         Ok(html)
     }
@@ -83,28 +89,37 @@ impl Templates {
         Ok(self.tera.render("logout.html", &context)?)
     }
 
-    /// A ready-made message from its parts and the id the store gave it.
+    /// A ready-made entry from its parts and the id the store gave it: a post, rendered
+    /// by `message.html`, or a notice, by `notice.html`.
     pub fn build_message(
         &self,
         id: MessageId,
         from: &UserName,
         body: MessageBody,
+        kind: Kind,
     ) -> Result<Message, TemplateError> {
         let time = Timestamp::of(&id);
-        let html = self.render_message(&MessageView {
-            id: id.as_str(),
-            from: from.as_str(),
-            body: body.as_str(),
-            time: &time.rfc3339(),
-            clock: &time.clock(),
-        })?;
+        let template = match kind {
+            Kind::Message => "message.html",
+            Kind::Join | Kind::Leave => "notice.html",
+        };
+        let html = self.render_message(
+            template,
+            &MessageView {
+                id: id.as_str(),
+                from: from.as_str(),
+                body: body.as_str(),
+                time: &time.rfc3339(),
+                clock: &time.clock(),
+            },
+        )?;
         Ok(Message {
             id,
             from: from.clone(),
             body,
             html,
             time,
-            kind: Kind::Message,
+            kind,
         })
     }
 }

@@ -72,6 +72,58 @@
     }
   }
 
+  // ---- who is online -----------------------------------------------------------------
+
+  var presenceBox = document.getElementById("presence");
+  var onlineList = document.getElementById("online");
+  var onlineCount = document.getElementById("online-count");
+  // Folded away behind the count on a narrow screen.
+  if (presenceBox && window.matchMedia && window.matchMedia("(max-width: 40em)").matches) {
+    presenceBox.open = false;
+  }
+
+  function showOnline(names) {
+    if (!onlineList) return;
+    while (onlineList.firstChild) onlineList.removeChild(onlineList.firstChild);
+    for (var i = 0; i < names.length; i++) {
+      var item = document.createElement("li");
+      item.textContent = names[i];
+      onlineList.appendChild(item);
+    }
+    onlineCount.textContent = String(names.length);
+  }
+
+  function onlineNames() {
+    var names = [];
+    if (!onlineList) return names;
+    for (var i = 0; i < onlineList.children.length; i++) names.push(onlineList.children[i].textContent);
+    return names;
+  }
+
+  // A join adds its name at the end (newest last), a leave removes one row of that name
+  // (two logins may share a name: each has its row).
+  function applyNotice(message) {
+    if (!onlineList) return;
+    var names = onlineNames();
+    if (message.kind === "join") names.push(message.from);
+    if (message.kind === "leave") {
+      var at = names.indexOf(message.from);
+      if (at >= 0) names.splice(at, 1);
+    }
+    showOnline(names);
+  }
+
+  // The whole list again, after anything that may have made the notices miss a change.
+  function refreshOnline() {
+    if (!onlineList || typeof window.fetch !== "function") return;
+    fetch("/a/presence", { credentials: "same-origin" }).then(function (response) {
+      if (!response.ok) throw new Error("status " + response.status);
+      return response.json();
+    }).then(function (data) {
+      showOnline((data.users || []).map(function (user) { return user.name; }));
+    }, function () {});
+  }
+
   // Inserts messages from the server, oldest first. Their `html` was rendered and escaped
   // by the server; it is the only network data that is ever parsed as HTML.
   function showMessages(messages) {
@@ -85,14 +137,28 @@
         localizeTimes(node);
         inbox.appendChild(node);
       }
-      confirmPending(message);
+      if (message.kind === "join" || message.kind === "leave") applyNotice(message);
+      else confirmPending(message);
     }
     if (messages.length) window.scrollTo(0, document.body.scrollHeight);
   }
 
   function handleBatch(data) {
-    if (data.reset) showError("Some messages may have been missed while you were away.");
+    if (data.reset) {
+      showError("Some messages may have been missed while you were away.");
+      refreshOnline();
+    }
     showMessages(data.messages || []);
+  }
+
+  // Every (re)connection may have missed notices while it was down.
+  var wasConnected = false;
+  function connectedAgain() {
+    if (!wasConnected) refreshOnline();
+    wasConnected = true;
+  }
+  function disconnected() {
+    wasConnected = false;
   }
 
   // ---- sending ------------------------------------------------------------------------
@@ -188,6 +254,8 @@
     socket.onopen = function () {
       openedAt = Date.now();
       setStatus("websocket", "connected");
+      disconnected();
+      connectedAgain();
       transport = {
         sendText: function (text) {
           if (socket.readyState !== WebSocket.OPEN) return false;
@@ -246,12 +314,14 @@
         if (stopped) return;
         failures = 0;
         setStatus("longpoll", "connected");
+        connectedAgain();
         handleBatch(data);
         poll();
       }, function () {
         if (stopped) return;
         failures++;
         setStatus("longpoll", failures >= FAILURES_BEFORE_OFFLINE ? "offline" : "reconnecting");
+        disconnected();
         setTimeout(poll, backoff(failures - 1));
       });
     }

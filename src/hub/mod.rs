@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::domain::{Cursor, Epoch, MessageBody, MessageId, Position, UserName};
+use crate::domain::{Cursor, Epoch, Kind, MessageBody, MessageId, Position, UserName};
 use crate::metrics::Metrics;
 use crate::templates::{TemplateError, Templates};
 pub use frame::{Entry, Frame};
@@ -34,11 +34,12 @@ pub enum AppendError {
     Render(#[from] TemplateError),
 }
 
-/// A message before the room has given it an id.
+/// An entry before the room has given it an id: a post, or a presence notice.
 #[derive(Debug, Clone)]
 pub struct Draft {
     pub from: UserName,
     pub body: MessageBody,
+    pub kind: Kind,
 }
 
 /// The room as a page render sees it.

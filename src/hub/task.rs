@@ -130,7 +130,9 @@ impl Room {
     fn append(&mut self, draft: Draft) -> Result<Arc<Entry>, TemplateError> {
         let position = self.cache.head().next(unix_millis());
         let id = MessageId::new(self.cache.epoch(), position);
-        let message = self.templates.build_message(id, &draft.from, draft.body)?;
+        let message = self
+            .templates
+            .build_message(id, &draft.from, draft.body, draft.kind)?;
         let entry = Arc::new(Entry::new(message));
         self.publish(entry.clone());
         Ok(entry)

@@ -9,6 +9,7 @@ use crate::auth::CurrentUser;
 use crate::domain::{Cursor, LocalPath};
 use crate::error::AppError;
 use crate::form::empty_as_none;
+use crate::presence::Via;
 use crate::state::AppState;
 
 /// The fields of `POST /a/message/new` (after `_xsrf`).
@@ -54,6 +55,8 @@ pub(super) async fn poll_updates(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let form: PollForm = checked_form(&req, &body, &state, &login)?;
+    // Online while the poll is held, and for the poll window after it is answered.
+    let _online = state.presence.connect(&login.id, &login.name, Via::Poll);
     let frame = state.hub.poll(form.cursor, state.poll_timeout).await;
     Ok(HttpResponse::Ok()
         .content_type("application/json")

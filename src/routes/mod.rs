@@ -4,6 +4,7 @@ mod auth;
 mod health;
 mod message;
 mod page;
+mod presence;
 mod socket;
 
 use actix_files::Files;
@@ -52,6 +53,7 @@ pub fn configure(
         .route("/a/message/new", web::post().to(message::post_message))
         .route("/a/message/updates", web::post().to(message::poll_updates))
         .route("/a/message/socket", web::get().to(socket::open_socket))
+        .route("/a/presence", web::get().to(presence::show_presence))
         .route("/healthz", web::get().to(health::healthz))
         .route("/metrics", web::get().to(health::metrics));
     // The page links static files with `?v=<content hash>`, so a day is safe.

@@ -19,6 +19,7 @@ pub(super) async fn show_chat(
         return Ok(redirect_to_login(&req));
     };
     let snapshot = state.hub.snapshot().await?;
+    let who = state.presence.who().await;
     let (token, new_cookie) = page_token(&req, &state, &login);
     let html = state
         .templates
@@ -31,6 +32,9 @@ pub(super) async fn show_chat(
                 .collect(),
             cursor: snapshot.cursor.as_str(),
             xsrf: &token,
+            online: who
+                .as_ref()
+                .map(|w| w.users.iter().map(|u| u.name.as_str()).collect()),
         })
         .map_err(AppError::internal)?;
     let mut response = HttpResponse::Ok();

@@ -12,6 +12,7 @@ use crate::auth::CurrentUser;
 use crate::domain::Cursor;
 use crate::error::AppError;
 use crate::form::{self, empty_as_none};
+use crate::presence::Via;
 use crate::socket::{self, SocketConnection};
 use crate::state::AppState;
 use crate::xsrf;
@@ -55,6 +56,9 @@ pub(super) async fn open_socket(
         .max_continuation_size(max_bytes);
     let xsrf_cookie = req.cookie(xsrf::COOKIE_NAME).map(|c| c.value().to_owned());
     tracing::debug!(user = %login.name, "socket open");
+    let online = context
+        .presence
+        .connect(&login.id, &login.name, Via::Socket);
     // The socket outlives this request; its logs keep the request's span (and id).
     let connection = socket::serve(SocketConnection {
         context,
@@ -64,6 +68,7 @@ pub(super) async fn open_socket(
         messages,
         subscription,
         slot,
+        online,
     });
     actix_web::rt::spawn(connection.in_current_span());
     Ok(response)

@@ -11,7 +11,7 @@ use crate::auth::Login;
 use crate::error::AppError;
 use crate::hub::{AppendError, Draft, Entry, HubHandle};
 use crate::rate::RateLimiter;
-pub use redis::{ReaderPause, RedisSettings, RedisStore, StoreStartError};
+pub use redis::{ReaderPause, RedisPresence, RedisSettings, RedisStore, StoreStartError};
 
 /// Why a post was not stored.
 #[derive(Debug, thiserror::Error)]

@@ -16,6 +16,7 @@
 //! response timeout longer than its block) and feeds its hub, which fans out locally: the
 //! work in Redis grows with instances, not clients.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,8 +27,8 @@ use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadRe
 use redis::{AsyncCommands, AsyncConnectionConfig, Client, RedisError, Script};
 
 use super::StoreError;
-use crate::auth::Login;
-use crate::domain::{Epoch, MessageBody, MessageId, Position, UserName};
+use crate::auth::{Login, LoginId};
+use crate::domain::{Epoch, Kind, MessageBody, MessageId, Position, UserName};
 use crate::hub::{Draft, Entry, HubHandle, LogStart};
 use crate::metrics::Metrics;
 use crate::templates::Templates;
@@ -75,6 +76,44 @@ redis.call('SET', KEYS[3], full, 'EX', ARGV[1])
 return {'ok', full}
 ";
 
+/// Presence across instances, in one step per instance and tick: refresh the logins
+/// connected to this instance (new ones join), then sweep the ones no instance refreshed
+/// in time (they leave). Atomic, so exactly one instance announces each change.
+/// KEYS: online (zset login -> expiry ms), who (hash login -> "since|name"), log, epoch.
+/// ARGV: ttl ms, maxlen, notices ("1"/"0"), a new epoch, then login, name pairs.
+const PRESENCE_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[1])
+local function notice(kind, name, body)
+  if ARGV[3] ~= '1' then return end
+  local epoch = redis.call('GET', KEYS[4])
+  if not epoch then
+    epoch = ARGV[4]
+    redis.call('SET', KEYS[4], epoch)
+  end
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'e', epoch, 'k', kind, 'from', name, 'body', body)
+end
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for _, login in ipairs(gone) do
+  redis.call('ZREM', KEYS[1], login)
+  local who = redis.call('HGET', KEYS[2], login)
+  redis.call('HDEL', KEYS[2], login)
+  if who then notice('leave', string.match(who, '^[^|]*|(.*)$'), 'left the room') end
+end
+for i = 5, #ARGV, 2 do
+  local login, name = ARGV[i], ARGV[i + 1]
+  if redis.call('ZSCORE', KEYS[1], login) then
+    redis.call('ZADD', KEYS[1], 'GT', now + ttl, login)
+  else
+    redis.call('ZADD', KEYS[1], now + ttl, login)
+    redis.call('HSET', KEYS[2], login, now .. '|' .. name)
+    notice('join', name, 'joined the room')
+  end
+end
+return #gone
+";
+
 /// What the Redis store is told by the configuration.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
@@ -96,6 +135,8 @@ pub enum StoreStartError {
 struct Keys {
     log: String,
     epoch: String,
+    online: String,
+    who: String,
     prefix: String,
 }
 
@@ -104,6 +145,8 @@ impl Keys {
         Self {
             log: format!("{prefix}:log"),
             epoch: format!("{prefix}:epoch"),
+            online: format!("{prefix}:online"),
+            who: format!("{prefix}:who"),
             prefix: prefix.to_owned(),
         }
     }
@@ -152,9 +195,73 @@ impl ReaderPause {
     }
 }
 
+/// Presence kept in Redis for every instance (see [`PRESENCE_SCRIPT`]).
+pub struct RedisPresence {
+    shared: Arc<Shared>,
+    writer: ConnectionManager,
+    script: Script,
+}
+
+impl RedisPresence {
+    /// Refreshes `logins` (connected here) to expire after `ttl`, sweeps the expired ones,
+    /// and announces the changes when `notices`.
+    pub async fn refresh(&self, logins: &[(LoginId, UserName)], ttl: Duration, notices: bool) {
+        let keys = &self.shared.keys;
+        let mut invocation = self.script.prepare_invoke();
+        invocation
+            .key(&keys.online)
+            .key(&keys.who)
+            .key(&keys.log)
+            .key(&keys.epoch)
+            .arg(ttl.as_millis() as u64)
+            .arg(self.shared.settings.cache_size)
+            .arg(if notices { "1" } else { "0" })
+            .arg(Epoch::random().as_str());
+        for (login, name) in logins {
+            invocation.arg(login.as_str()).arg(name.as_str());
+        }
+        let mut writer = self.writer.clone();
+        let result: Result<u64, RedisError> = invocation.invoke_async(&mut writer).await;
+        if let Err(error) = result {
+            // The reader reports outages; presence just tries again next tick.
+            tracing::debug!(%error, "presence not refreshed");
+        }
+    }
+
+    /// Who is online across instances: (since, in Unix ms; name), oldest first.
+    pub async fn who(&self) -> Vec<(u64, UserName)> {
+        let mut writer = self.writer.clone();
+        let all: HashMap<String, String> = match writer.hgetall(&self.shared.keys.who).await {
+            Ok(all) => all,
+            Err(error) => {
+                tracing::debug!(%error, "presence not read");
+                return Vec::new();
+            }
+        };
+        let mut rows: Vec<(u64, UserName)> = all
+            .values()
+            .filter_map(|who| {
+                let (since, name) = who.split_once('|')?;
+                Some((since.parse().ok()?, UserName::parse(name).ok()?))
+            })
+            .collect();
+        rows.sort_by(|a, b| (a.0, a.1.as_str()).cmp(&(b.0, b.1.as_str())));
+        rows
+    }
+}
+
 impl RedisStore {
     pub fn reader_pause(&self) -> ReaderPause {
         self.pause.clone()
+    }
+
+    /// Presence on the same Redis, keys and connection.
+    pub fn presence(&self) -> RedisPresence {
+        RedisPresence {
+            shared: self.shared.clone(),
+            writer: self.writer.clone(),
+            script: Script::new(PRESENCE_SCRIPT),
+        }
     }
 
     /// Connects and loads the newest `cache_size` entries; refuses to start without Redis.
@@ -261,7 +368,7 @@ impl RedisStore {
         let message = self
             .shared
             .templates
-            .build_message(id.clone(), &draft.from, draft.body)
+            .build_message(id.clone(), &draft.from, draft.body, draft.kind)
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         self.hub
             .wait_for(id, OWN_ENTRY_WAIT)
@@ -351,8 +458,13 @@ impl Shared {
         let position = Position::parse(&stored.id)?;
         let from = UserName::parse(&stored.get::<String>("from")?).ok()?;
         let body = MessageBody::parse(&stored.get::<String>("body")?, usize::MAX).ok()?;
+        // Posts carry no `k`; notices say which they are.
+        let kind = match stored.get::<String>("k") {
+            Some(kind) => Kind::parse(&kind)?,
+            None => Kind::Message,
+        };
         let id = MessageId::new(&epoch, position);
-        match self.templates.build_message(id, &from, body) {
+        match self.templates.build_message(id, &from, body, kind) {
             Ok(message) => Some(Arc::new(Entry::new(message))),
             Err(error) => {
                 tracing::error!(%error, "cannot render a stored message");

@@ -62,6 +62,9 @@ impl TestApp {
         settings.security.cookie_secret = chatdemo::config::Secret::new(TEST_SECRET.into());
         settings.room.rate_burst = 100_000;
         settings.room.rate_per_sec = 100_000.0;
+        // Join and leave notices are entries of the room; tests about messages count the
+        // room exactly, so only the presence tests turn them on.
+        settings.presence.notices = false;
         adjust(&mut settings);
         let app = Application::build(settings).await.expect("app builds");
         let port = app.port();

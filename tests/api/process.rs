@@ -35,6 +35,8 @@ impl Server {
             .current_dir(cwd)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            // As in `TestApp`: presence notices only where a test asks for them.
+            .env("CHATDEMO_PRESENCE__NOTICES", "false")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);

@@ -1,0 +1,593 @@
+//! Who is online, and the `join`/`leave` notices.
+//!
+//! A login is online while it has an open WebSocket, or a long poll held or answered within
+//! the poll window (the hold time plus a few seconds), on any instance. Each instance
+//! counts its own connections per login ([`Presence::connect`], O(1) per connection event:
+//! a lock and a counter; only a login's first connection here wakes the presence task).
+//! The task looks once a second for logins whose last connection here has gone, and keeps
+//! the registry of who is online across instances:
+//!
+//! - in memory (one instance): a login that comes online joins at once, unless it was
+//!   still within its leave grace (a reload, a second tab, a transport switch): then
+//!   nothing is said. Its leave comes once it has been gone for the whole grace, so a login
+//!   flapping in a loop makes at most one join/leave pair per grace window.
+//! - in Redis: a sorted set of expiry times and a hash of names, changed by one atomic
+//!   script per instance per second (see `store::redis`), so exactly one instance notices
+//!   each join and each leave, and an instance that dies without a word stops refreshing
+//!   its logins, which leave within the grace plus the refresh period.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::auth::LoginId;
+use crate::domain::{Kind, MessageBody, UserName};
+use crate::hub::{Draft, HubHandle};
+use crate::store::RedisPresence;
+
+/// How often the task looks for logins that left, and refreshes Redis.
+const TICK: Duration = Duration::from_secs(1);
+/// How often a login online here is refreshed in Redis.
+const REDIS_REFRESH: Duration = Duration::from_secs(5);
+
+/// What presence is told by the configuration.
+#[derive(Debug, Clone)]
+pub struct PresenceSettings {
+    /// Whether `join` and `leave` entries are added to the room.
+    pub notices: bool,
+    /// How long a login's last connection must be gone before it leaves.
+    pub leave_grace: Duration,
+    /// How long after its last poll a poll-only login still counts as connected.
+    pub poll_window: Duration,
+}
+
+/// One row of who is online: names only, never login ids, cookies or addresses.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Online {
+    pub name: String,
+    /// When the login came online, RFC 3339 UTC.
+    pub since: String,
+}
+
+/// The answer of `GET /a/presence`, oldest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct WhoIsOnline {
+    pub count: usize,
+    pub users: Vec<Online>,
+}
+
+/// This instance's presence; cheap to clone. `Off` when `presence.enabled = false`.
+#[derive(Clone)]
+pub struct Presence(Option<Arc<Shared>>);
+
+struct Shared {
+    locals: Mutex<HashMap<LoginId, Local>>,
+    commands: mpsc::UnboundedSender<Command>,
+    poll_window: Duration,
+}
+
+/// A login's connections on this instance.
+struct Local {
+    name: UserName,
+    sockets: u32,
+    polls: u32,
+    /// Until when it counts as connected with none open: a socket's end is at once, a
+    /// poll's is the poll window later (its client polls again right away).
+    linger_until: Instant,
+}
+
+enum Command {
+    /// A login's first connection here.
+    Connected(LoginId, UserName),
+    List(oneshot::Sender<Vec<Online>>),
+}
+
+/// Which connection a [`Connection`] is.
+#[derive(Debug, Clone, Copy)]
+pub enum Via {
+    Socket,
+    Poll,
+}
+
+/// A connection counted for its login until dropped.
+pub struct Connection {
+    shared: Arc<Shared>,
+    login: LoginId,
+    via: Via,
+}
+
+impl Presence {
+    pub fn off() -> Self {
+        Self(None)
+    }
+
+    /// Starts the presence task on the current runtime, with the registry it keeps.
+    pub fn start(settings: PresenceSettings, registry: Registry) -> Self {
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            locals: Mutex::default(),
+            commands,
+            poll_window: settings.poll_window,
+        });
+        tokio::spawn(run(receiver, shared.clone(), registry, settings));
+        Self(Some(shared))
+    }
+
+    /// Counts a connection of `login` until the returned value is dropped.
+    pub fn connect(&self, login: &LoginId, name: &UserName, via: Via) -> Option<Connection> {
+        let shared = self.0.as_ref()?;
+        let mut locals = shared.locals.lock().unwrap_or_else(|e| e.into_inner());
+        let local = locals.entry(login.clone()).or_insert_with(|| {
+            // The first connection of this login here: the task decides on a join.
+            let _ = shared
+                .commands
+                .send(Command::Connected(login.clone(), name.clone()));
+            Local {
+                name: name.clone(),
+                sockets: 0,
+                polls: 0,
+                linger_until: Instant::now(),
+            }
+        });
+        match via {
+            Via::Socket => local.sockets += 1,
+            Via::Poll => local.polls += 1,
+        }
+        Some(Connection {
+            shared: shared.clone(),
+            login: login.clone(),
+            via,
+        })
+    }
+
+    /// Who is online, oldest first; `None` when presence is off.
+    pub async fn who(&self) -> Option<WhoIsOnline> {
+        let shared = self.0.as_ref()?;
+        let (reply, answer) = oneshot::channel();
+        shared.commands.send(Command::List(reply)).ok()?;
+        let users = answer.await.ok()?;
+        Some(WhoIsOnline {
+            count: users.len(),
+            users,
+        })
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let mut locals = self.shared.locals.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(local) = locals.get_mut(&self.login) {
+            let now = Instant::now();
+            let until = match self.via {
+                Via::Socket => {
+                    local.sockets = local.sockets.saturating_sub(1);
+                    now
+                }
+                Via::Poll => {
+                    local.polls = local.polls.saturating_sub(1);
+                    now + self.shared.poll_window
+                }
+            };
+            local.linger_until = local.linger_until.max(until);
+        }
+    }
+}
+
+impl Shared {
+    /// Logins with no connection here for longer than the poll window: gone from here.
+    fn take_gone(&self, now: Instant) -> Vec<LoginId> {
+        let mut locals = self.locals.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<LoginId> = locals
+            .iter()
+            .filter(|(_, l)| l.sockets == 0 && l.polls == 0 && now >= l.linger_until)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            locals.remove(id);
+        }
+        gone
+    }
+
+    fn connected_here(&self) -> Vec<(LoginId, UserName)> {
+        let locals = self.locals.lock().unwrap_or_else(|e| e.into_inner());
+        locals
+            .iter()
+            .map(|(id, l)| (id.clone(), l.name.clone()))
+            .collect()
+    }
+}
+
+async fn run(
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    shared: Arc<Shared>,
+    mut registry: Registry,
+    settings: PresenceSettings,
+) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(Command::Connected(login, name)) => {
+                    registry.connected(login, name, Instant::now(), &settings).await;
+                }
+                Some(Command::List(reply)) => {
+                    let _ = reply.send(registry.list().await);
+                }
+                None => return,
+            },
+            _ = tick.tick() => {
+                let now = Instant::now();
+                for login in shared.take_gone(now) {
+                    registry.gone(&login, now, &settings);
+                }
+                registry.tick(now, &shared, &settings).await;
+            }
+        }
+    }
+}
+
+/// Who is online across instances, and who says so.
+pub enum Registry {
+    /// One instance: the notices go straight to its hub.
+    Memory {
+        hub: HubHandle,
+        online: HashMap<LoginId, Present>,
+        arrivals: u64,
+    },
+    /// Several instances: Redis decides (see `store::redis::RedisPresence`).
+    Redis {
+        redis: RedisPresence,
+        /// Logins connected here, and when each was last refreshed in Redis.
+        refreshed: HashMap<LoginId, Instant>,
+    },
+}
+
+/// An online login in the in-memory registry.
+pub struct Present {
+    name: UserName,
+    since_ms: u64,
+    /// Arrival order, for logins that came in the same millisecond.
+    arrival: u64,
+    /// Set while none of its connections is left: it leaves then, unless it comes back.
+    leave_at: Option<Instant>,
+}
+
+impl Registry {
+    pub fn memory(hub: HubHandle) -> Self {
+        Self::Memory {
+            hub,
+            online: HashMap::new(),
+            arrivals: 0,
+        }
+    }
+
+    pub fn redis(redis: RedisPresence) -> Self {
+        Self::Redis {
+            redis,
+            refreshed: HashMap::new(),
+        }
+    }
+
+    async fn connected(
+        &mut self,
+        login: LoginId,
+        name: UserName,
+        _now: Instant,
+        settings: &PresenceSettings,
+    ) {
+        match self {
+            Self::Memory {
+                hub,
+                online,
+                arrivals,
+            } => {
+                if let Some(present) = online.get_mut(&login) {
+                    // Back within the grace: a reload, a tab, a switch. Nothing to say.
+                    present.leave_at = None;
+                    return;
+                }
+                *arrivals += 1;
+                online.insert(
+                    login,
+                    Present {
+                        name: name.clone(),
+                        since_ms: unix_millis(),
+                        arrival: *arrivals,
+                        leave_at: None,
+                    },
+                );
+                notice(hub, settings, Kind::Join, name).await;
+            }
+            Self::Redis { redis, refreshed } => {
+                // Refreshed at once, so the join is not a tick late.
+                refreshed.insert(login.clone(), Instant::now());
+                redis
+                    .refresh(&[(login, name)], redis_ttl(settings), settings.notices)
+                    .await;
+            }
+        }
+    }
+
+    fn gone(&mut self, login: &LoginId, now: Instant, settings: &PresenceSettings) {
+        match self {
+            Self::Memory { online, .. } => {
+                if let Some(present) = online.get_mut(login) {
+                    present.leave_at = Some(now + settings.leave_grace);
+                }
+            }
+            // No longer refreshed here: it expires in Redis unless another instance has it.
+            Self::Redis { refreshed, .. } => {
+                refreshed.remove(login);
+            }
+        }
+    }
+
+    async fn tick(&mut self, now: Instant, shared: &Shared, settings: &PresenceSettings) {
+        match self {
+            Self::Memory { hub, online, .. } => {
+                let due: Vec<LoginId> = online
+                    .iter()
+                    .filter(|(_, p)| p.leave_at.is_some_and(|at| at <= now))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for login in due {
+                    if let Some(present) = online.remove(&login) {
+                        notice(hub, settings, Kind::Leave, present.name).await;
+                    }
+                }
+            }
+            Self::Redis { redis, refreshed } => {
+                let stale: Vec<(LoginId, UserName)> = shared
+                    .connected_here()
+                    .into_iter()
+                    .filter(|(id, _)| {
+                        refreshed
+                            .get(id)
+                            .is_none_or(|at| now.duration_since(*at) >= REDIS_REFRESH)
+                    })
+                    .collect();
+                for (id, _) in &stale {
+                    refreshed.insert(id.clone(), now);
+                }
+                // Also sweeps the logins every instance stopped refreshing.
+                redis
+                    .refresh(&stale, redis_ttl(settings), settings.notices)
+                    .await;
+            }
+        }
+    }
+
+    async fn list(&mut self) -> Vec<Online> {
+        match self {
+            Self::Memory { online, .. } => {
+                let mut present: Vec<&Present> = online.values().collect();
+                present.sort_by_key(|p| (p.since_ms, p.arrival));
+                present
+                    .into_iter()
+                    .map(|p| online_row(p.since_ms, &p.name))
+                    .collect()
+            }
+            Self::Redis { redis, .. } => redis
+                .who()
+                .await
+                .iter()
+                .map(|(since, name)| online_row(*since, name))
+                .collect(),
+        }
+    }
+}
+
+/// How long a refresh in Redis keeps a login online: refreshed every `REDIS_REFRESH`,
+/// it then leaves once it has been gone from every instance for at least the grace.
+fn redis_ttl(settings: &PresenceSettings) -> Duration {
+    settings.leave_grace + REDIS_REFRESH + Duration::from_secs(1)
+}
+
+fn online_row(since_ms: u64, name: &UserName) -> Online {
+    Online {
+        name: name.as_str().to_owned(),
+        since: crate::domain::Timestamp::from_unix_millis(since_ms).rfc3339(),
+    }
+}
+
+async fn notice(hub: &HubHandle, settings: &PresenceSettings, kind: Kind, name: UserName) {
+    if !settings.notices {
+        return;
+    }
+    let Some(text) = kind.notice_text() else {
+        return;
+    };
+    let Ok(body) = MessageBody::parse(text, usize::MAX) else {
+        return;
+    };
+    let draft = Draft {
+        from: name,
+        body,
+        kind,
+    };
+    if let Err(error) = hub.append(draft).await {
+        tracing::debug!(%error, "presence notice not added");
+    }
+}
+
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assets::Assets;
+    use crate::hub::{HubConfig, LogStart};
+    use crate::metrics::Metrics;
+    use crate::templates::Templates;
+
+    const GRACE: Duration = Duration::from_secs(10);
+    const POLL_WINDOW: Duration = Duration::from_secs(30);
+
+    struct Room {
+        hub: HubHandle,
+        presence: Presence,
+    }
+
+    fn room() -> Room {
+        let templates = Arc::new(Templates::load(&Assets::Embedded).unwrap());
+        let hub = HubHandle::start(
+            HubConfig {
+                cache_size: 200,
+                socket_backlog: 16,
+                log: LogStart::new_epoch(),
+                templates,
+            },
+            Arc::new(Metrics::default()),
+        );
+        let settings = PresenceSettings {
+            notices: true,
+            leave_grace: GRACE,
+            poll_window: POLL_WINDOW,
+        };
+        let presence = Presence::start(settings, Registry::memory(hub.clone()));
+        Room { hub, presence }
+    }
+
+    fn login(name: &str) -> (LoginId, UserName) {
+        let login = crate::auth::Login::new(UserName::parse(name).unwrap());
+        (login.id, login.name)
+    }
+
+    impl Room {
+        /// The notices in the room so far, as "join Ann", "leave Ann".
+        async fn notices(&self) -> Vec<String> {
+            // Let the presence task and the hub run what is due.
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            let snapshot = self.hub.snapshot().await.unwrap();
+            snapshot
+                .entries
+                .iter()
+                .map(|e| format!("{} {}", e.message.kind.as_str(), e.message.from))
+                .collect()
+        }
+
+        async fn online(&self) -> Vec<String> {
+            let who = self.presence.who().await.unwrap();
+            assert_eq!(who.count, who.users.len());
+            who.users.into_iter().map(|u| u.name).collect()
+        }
+    }
+
+    async fn wait(duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_connection_joins_and_a_second_tab_says_nothing() {
+        let room = room();
+        let (id, name) = login("Ann");
+        let first = room.presence.connect(&id, &name, Via::Socket);
+        wait(Duration::from_secs(1)).await;
+        assert_eq!(room.notices().await, ["join Ann"]);
+        let second = room.presence.connect(&id, &name, Via::Socket);
+        let poll = room.presence.connect(&id, &name, Via::Poll);
+        wait(Duration::from_secs(5)).await;
+        assert_eq!(room.notices().await, ["join Ann"]);
+        assert_eq!(room.online().await, ["Ann"]);
+        drop((first, second, poll));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_within_the_grace_says_nothing_and_leaving_waits_for_the_grace() {
+        let room = room();
+        let (id, name) = login("Ann");
+        let tab = room.presence.connect(&id, &name, Via::Socket);
+        wait(Duration::from_secs(1)).await;
+        drop(tab);
+        wait(GRACE - Duration::from_secs(3)).await;
+        // A reload, or a switch to polling: back before the grace is over.
+        let again = room.presence.connect(&id, &name, Via::Socket);
+        wait(GRACE * 2).await;
+        assert_eq!(room.notices().await, ["join Ann"]);
+        drop(again);
+        wait(GRACE - Duration::from_secs(2)).await;
+        assert_eq!(room.notices().await, ["join Ann"], "still within the grace");
+        assert_eq!(room.online().await, ["Ann"]);
+        wait(Duration::from_secs(4)).await;
+        assert_eq!(room.notices().await, ["join Ann", "leave Ann"]);
+        assert!(room.online().await.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_only_user_stays_online_between_polls() {
+        let room = room();
+        let (id, name) = login("Pat");
+        for _ in 0..30 {
+            let poll = room.presence.connect(&id, &name, Via::Poll);
+            wait(Duration::from_secs(2)).await;
+            drop(poll);
+            wait(Duration::from_millis(50)).await;
+        }
+        assert_eq!(room.notices().await, ["join Pat"]);
+        // Gone: online for the poll window, then the grace.
+        wait(POLL_WINDOW + GRACE - Duration::from_secs(2)).await;
+        assert_eq!(room.notices().await, ["join Pat"]);
+        wait(Duration::from_secs(4)).await;
+        assert_eq!(room.notices().await, ["join Pat", "leave Pat"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flapping_login_makes_at_most_one_pair_per_grace() {
+        let room = room();
+        let (id, name) = login("Flip");
+        for _ in 0..40 {
+            let socket = room.presence.connect(&id, &name, Via::Socket);
+            wait(Duration::from_millis(500)).await;
+            drop(socket);
+            wait(Duration::from_secs(2)).await;
+        }
+        assert_eq!(
+            room.notices().await,
+            ["join Flip"],
+            "100 s of flapping, one join"
+        );
+        wait(GRACE + Duration::from_secs(2)).await;
+        assert_eq!(room.notices().await, ["join Flip", "leave Flip"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_list_is_one_row_per_login_oldest_first_names_only() {
+        let room = room();
+        let mut held = Vec::new();
+        for name in ["Cy", "Al", "Cy"] {
+            let (id, name) = login(name);
+            held.push(room.presence.connect(&id, &name, Via::Socket));
+            wait(Duration::from_secs(1)).await;
+        }
+        assert_eq!(room.online().await, ["Cy", "Al", "Cy"]);
+        let json = serde_json::to_value(room.presence.who().await.unwrap()).unwrap();
+        assert_eq!(json["count"], 3);
+        let keys: Vec<_> = json["users"][0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(keys, ["name", "since"]);
+        drop(held);
+    }
+
+    #[tokio::test]
+    async fn presence_off_counts_nothing() {
+        let (id, name) = login("Ann");
+        let off = Presence::off();
+        assert!(off.connect(&id, &name, Via::Socket).is_none());
+        assert!(off.who().await.is_none());
+    }
+}
