@@ -14,6 +14,7 @@ mod modules;
 mod page;
 mod polling;
 mod posting;
+mod presence;
 mod process;
 mod redis_server;
 mod scale_out;

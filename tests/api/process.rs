@@ -87,6 +87,12 @@ impl Server {
         assert!(status.success());
     }
 
+    /// SIGKILL: the process dies without a word to anyone.
+    pub(crate) async fn kill(mut self) {
+        self.child.start_kill().unwrap();
+        let _ = self.child.wait().await;
+    }
+
     /// SIGTERM, then waits for the exit; the log is complete afterwards.
     pub(crate) async fn stop(mut self) -> Vec<String> {
         self.terminate();
