@@ -208,6 +208,16 @@ async fn wait_for_message(client: &Client, text: &str, who: &str) {
     .await;
 }
 
+/// A presence notice (`<div class="notice">`) ending with `text` is in the inbox.
+async fn wait_for_notice(client: &Client, text: &str) {
+    let script = format!(
+        "var want = {}; return Array.from(document.querySelectorAll('#inbox .notice'))\
+         .some(function (n) {{ return n.textContent.endsWith(want); }});",
+        json!(text)
+    );
+    wait_for(client, &script, &format!("a notice {text:?}")).await;
+}
+
 /// The input is cleared once the server has accepted the message.
 async fn wait_for_input_cleared(client: &Client, who: &str) {
     let script = "return document.getElementById('message').value === '';";
@@ -554,4 +564,64 @@ async fn times_show_in_the_readers_time_zone() {
         );
     }
     reader.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_sees_who_joins_and_leaves_without_reloading() {
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn_with(|s| {
+        s.presence.notices = true;
+        s.presence.leave_grace_secs = 1;
+    })
+    .await;
+    let (alice, bob) = tokio::join!(
+        browser(&driver, "alice", true),
+        browser(&driver, "bob", true)
+    );
+    let online = "return [document.getElementById('online-count').textContent, \
+                  Array.from(document.querySelectorAll('#online li')).map(li => li.textContent)];";
+    let wait_online = |client: &Client, count: &'static str, names: Value, who: &'static str| {
+        let client = client.clone();
+        async move {
+            let script = format!(
+                "var s = (function () {{ {online} }})(); return s[0] === '{count}' && \
+                 JSON.stringify(s[1]) === '{names}';"
+            );
+            wait_for(&client, &script, who).await;
+        }
+    };
+
+    bob.goto(&app.url("/auth/login?name=Bob")).await.unwrap();
+    wait_for_transport(&bob, "websocket", "Bob").await;
+    wait_online(&bob, "1", json!(["Bob"]), "Bob alone").await;
+
+    alice
+        .goto(&app.url("/auth/login?name=Alice"))
+        .await
+        .unwrap();
+    wait_for_transport(&alice, "websocket", "Alice").await;
+    // Bob's page, never reloaded, grows the list and shows the notice.
+    wait_online(&bob, "2", json!(["Bob", "Alice"]), "Bob sees Alice").await;
+    wait_for_notice(&bob, "Alice joined the room").await;
+    wait_online(&alice, "2", json!(["Bob", "Alice"]), "Alice sees both").await;
+
+    // Alice closes her browser: after the grace, Bob sees her leave.
+    alice.close().await.unwrap();
+    wait_for_notice(&bob, "Alice left the room").await;
+    wait_online(&bob, "1", json!(["Bob"]), "Bob alone again").await;
+    let notice = bob
+        .execute(
+            "return document.querySelector('#inbox .notice:last-child').textContent;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        notice.as_str().unwrap().ends_with("Alice left the room"),
+        "{notice}"
+    );
+    bob.close().await.unwrap();
 }
