@@ -17,6 +17,7 @@
 //!   its logins, which leave within the grace plus the refresh period.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,7 +25,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::auth::LoginId;
+use crate::auth::{Login, LoginId};
 use crate::domain::{Kind, MessageBody, UserName};
 use crate::hub::{Draft, HubHandle};
 use crate::store::RedisPresence;
@@ -96,7 +97,7 @@ pub enum Via {
 /// A connection counted for its login until dropped.
 pub struct Connection {
     shared: Arc<Shared>,
-    login: LoginId,
+    login: Rc<Login>,
     via: Via,
 }
 
@@ -117,26 +118,31 @@ impl Presence {
         Self(Some(shared))
     }
 
-    /// Counts a connection of `login` until the returned value is dropped.
-    pub fn connect(&self, login: &LoginId, name: &UserName, via: Via) -> Option<Connection> {
+    /// Counts a connection of `login` until the returned value is dropped. Once per poll:
+    /// a lookup and a counter; only a login's first connection here allocates.
+    pub fn connect(&self, login: &Rc<Login>, via: Via) -> Option<Connection> {
         let shared = self.0.as_ref()?;
         let mut locals = shared.locals.lock().unwrap_or_else(|e| e.into_inner());
-        let local = locals.entry(login.clone()).or_insert_with(|| {
-            // The first connection of this login here: the task decides on a join.
-            let _ = shared
-                .commands
-                .send(Command::Connected(login.clone(), name.clone()));
-            Local {
-                name: name.clone(),
-                sockets: 0,
-                polls: 0,
-                linger_until: Instant::now(),
+        let local = match locals.get_mut(&login.id) {
+            Some(local) => local,
+            None => {
+                // The first connection of this login here: the task decides on a join.
+                let _ = shared
+                    .commands
+                    .send(Command::Connected(login.id.clone(), login.name.clone()));
+                locals.entry(login.id.clone()).or_insert(Local {
+                    name: login.name.clone(),
+                    sockets: 0,
+                    polls: 0,
+                    linger_until: Instant::now(),
+                })
             }
-        });
+        };
         match via {
             Via::Socket => local.sockets += 1,
             Via::Poll => local.polls += 1,
         }
+        drop(locals);
         Some(Connection {
             shared: shared.clone(),
             login: login.clone(),
@@ -160,7 +166,7 @@ impl Presence {
 impl Drop for Connection {
     fn drop(&mut self) {
         let mut locals = self.shared.locals.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(local) = locals.get_mut(&self.login) {
+        if let Some(local) = locals.get_mut(&self.login.id) {
             let now = Instant::now();
             let until = match self.via {
                 Via::Socket => {
@@ -457,9 +463,8 @@ mod tests {
         Room { hub, presence }
     }
 
-    fn login(name: &str) -> (LoginId, UserName) {
-        let login = crate::auth::Login::new(UserName::parse(name).unwrap());
-        (login.id, login.name)
+    fn login(name: &str) -> Rc<Login> {
+        Rc::new(Login::new(UserName::parse(name).unwrap()))
     }
 
     impl Room {
@@ -491,12 +496,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_first_connection_joins_and_a_second_tab_says_nothing() {
         let room = room();
-        let (id, name) = login("Ann");
-        let first = room.presence.connect(&id, &name, Via::Socket);
+        let ann = login("Ann");
+        let first = room.presence.connect(&ann, Via::Socket);
         wait(Duration::from_secs(1)).await;
         assert_eq!(room.notices().await, ["join Ann"]);
-        let second = room.presence.connect(&id, &name, Via::Socket);
-        let poll = room.presence.connect(&id, &name, Via::Poll);
+        let second = room.presence.connect(&ann, Via::Socket);
+        let poll = room.presence.connect(&ann, Via::Poll);
         wait(Duration::from_secs(5)).await;
         assert_eq!(room.notices().await, ["join Ann"]);
         assert_eq!(room.online().await, ["Ann"]);
@@ -506,13 +511,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_reload_within_the_grace_says_nothing_and_leaving_waits_for_the_grace() {
         let room = room();
-        let (id, name) = login("Ann");
-        let tab = room.presence.connect(&id, &name, Via::Socket);
+        let ann = login("Ann");
+        let tab = room.presence.connect(&ann, Via::Socket);
         wait(Duration::from_secs(1)).await;
         drop(tab);
         wait(GRACE - Duration::from_secs(3)).await;
         // A reload, or a switch to polling: back before the grace is over.
-        let again = room.presence.connect(&id, &name, Via::Socket);
+        let again = room.presence.connect(&ann, Via::Socket);
         wait(GRACE * 2).await;
         assert_eq!(room.notices().await, ["join Ann"]);
         drop(again);
@@ -527,9 +532,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_poll_only_user_stays_online_between_polls() {
         let room = room();
-        let (id, name) = login("Pat");
+        let pat = login("Pat");
         for _ in 0..30 {
-            let poll = room.presence.connect(&id, &name, Via::Poll);
+            let poll = room.presence.connect(&pat, Via::Poll);
             wait(Duration::from_secs(2)).await;
             drop(poll);
             wait(Duration::from_millis(50)).await;
@@ -545,9 +550,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_flapping_login_makes_at_most_one_pair_per_grace() {
         let room = room();
-        let (id, name) = login("Flip");
+        let flip = login("Flip");
         for _ in 0..40 {
-            let socket = room.presence.connect(&id, &name, Via::Socket);
+            let socket = room.presence.connect(&flip, Via::Socket);
             wait(Duration::from_millis(500)).await;
             drop(socket);
             wait(Duration::from_secs(2)).await;
@@ -566,8 +571,7 @@ mod tests {
         let room = room();
         let mut held = Vec::new();
         for name in ["Cy", "Al", "Cy"] {
-            let (id, name) = login(name);
-            held.push(room.presence.connect(&id, &name, Via::Socket));
+            held.push(room.presence.connect(&login(name), Via::Socket));
             wait(Duration::from_secs(1)).await;
         }
         assert_eq!(room.online().await, ["Cy", "Al", "Cy"]);
@@ -585,9 +589,8 @@ mod tests {
 
     #[tokio::test]
     async fn presence_off_counts_nothing() {
-        let (id, name) = login("Ann");
         let off = Presence::off();
-        assert!(off.connect(&id, &name, Via::Socket).is_none());
+        assert!(off.connect(&login("Ann"), Via::Socket).is_none());
         assert!(off.who().await.is_none());
     }
 }

@@ -56,7 +56,7 @@ pub(super) async fn poll_updates(
 ) -> Result<HttpResponse, AppError> {
     let form: PollForm = checked_form(&req, &body, &state, &login)?;
     // Online while the poll is held, and for the poll window after it is answered.
-    let _online = state.presence.connect(&login.id, &login.name, Via::Poll);
+    let _online = state.presence.connect(&login, Via::Poll);
     let frame = state.hub.poll(form.cursor, state.poll_timeout).await;
     Ok(HttpResponse::Ok()
         .content_type("application/json")

@@ -56,9 +56,7 @@ pub(super) async fn open_socket(
         .max_continuation_size(max_bytes);
     let xsrf_cookie = req.cookie(xsrf::COOKIE_NAME).map(|c| c.value().to_owned());
     tracing::debug!(user = %login.name, "socket open");
-    let online = context
-        .presence
-        .connect(&login.id, &login.name, Via::Socket);
+    let online = context.presence.connect(&login, Via::Socket);
     // The socket outlives this request; its logs keep the request's span (and id).
     let connection = socket::serve(SocketConnection {
         context,
