@@ -279,6 +279,19 @@ impl Timestamp {
         Self(ms)
     }
 
+    /// This machine's clock now.
+    pub fn now() -> Self {
+        Self(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        )
+    }
+
+    pub fn unix_millis(self) -> u64 {
+        self.0
+    }
+
     /// RFC 3339 in UTC with milliseconds: `2026-11-30T17:40:01.123Z`.
     pub fn rfc3339(self) -> String {
         let (date, ms_of_day) = (self.0 / 86_400_000, self.0 % 86_400_000);

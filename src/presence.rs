@@ -19,14 +19,14 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::auth::{Login, LoginId};
-use crate::domain::{Kind, MessageBody, UserName};
+use crate::domain::{Kind, MessageBody, Timestamp, UserName};
 use crate::hub::{Draft, HubHandle};
 use crate::store::RedisPresence;
 
@@ -302,7 +302,7 @@ impl Registry {
                     login,
                     Present {
                         name: name.clone(),
-                        since_ms: unix_millis(),
+                        since_ms: Timestamp::now().unix_millis(),
                         arrival: *arrivals,
                         leave_at: None,
                     },
@@ -397,7 +397,7 @@ fn redis_ttl(settings: &PresenceSettings) -> Duration {
 fn online_row(since_ms: u64, name: &UserName) -> Online {
     Online {
         name: name.as_str().to_owned(),
-        since: crate::domain::Timestamp::from_unix_millis(since_ms).rfc3339(),
+        since: Timestamp::from_unix_millis(since_ms).rfc3339(),
     }
 }
 
@@ -419,12 +419,6 @@ async fn notice(hub: &HubHandle, settings: &PresenceSettings, kind: Kind, name: 
     if let Err(error) = hub.append(draft).await {
         tracing::debug!(%error, "presence notice not added");
     }
-}
-
-fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -62,12 +62,29 @@ fn browser_available() -> bool {
     found
 }
 
-async fn start_driver() -> Driver {
-    let port = TcpListener::bind("127.0.0.1:0")
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
+
+/// Waits until something accepts connections on `port`, or panics naming `what`.
+async fn wait_listening(port: u16, what: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "{what} listens");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn start_driver() -> Driver {
+    let port = free_port();
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -75,14 +92,7 @@ async fn start_driver() -> Driver {
         .process_group(0)
         .spawn()
         .expect("chromedriver starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "chromedriver listens");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_listening(port, "chromedriver", Duration::from_secs(20)).await;
     Driver {
         child,
         url: format!("http://127.0.0.1:{port}"),
@@ -386,11 +396,7 @@ impl Nginx {
     }
 
     async fn start(upstreams: [u16; 2]) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let shipped = include_str!("../deploy/nginx.conf");
         let config = shipped
             .replace("127.0.0.1:8881", &format!("127.0.0.1:{}", upstreams[0]))
@@ -413,14 +419,7 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .expect("nginx starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "nginx listens");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_listening(port, "nginx", Duration::from_secs(10)).await;
         Self {
             child,
             dir,

@@ -28,6 +28,9 @@ pub(crate) struct Cache {
 pub(crate) enum Since {
     /// Nothing yet: wait for the next message.
     Wait,
+    /// The cursor is an id of this epoch past the newest entry held: another instance
+    /// has read further than this one. Wait until this one has, then ask again.
+    Ahead,
     /// These messages, oldest first; `reset` when the client may have missed messages
     /// older than the cache.
     Messages {
@@ -87,14 +90,6 @@ impl Cache {
         self.entries.iter()
     }
 
-    /// Whether `cursor` is an id of this epoch past the newest entry held: another
-    /// instance has read further than this one, and the client waits for this one.
-    pub(crate) fn is_ahead(&self, cursor: Option<&Cursor>) -> bool {
-        cursor
-            .and_then(Cursor::id)
-            .is_some_and(|id| *id.epoch() == self.epoch && id.position() > self.head())
-    }
-
     pub(crate) fn since(&self, cursor: Option<&Cursor>) -> Since {
         let Some(cursor) = cursor else {
             return Since::Wait;
@@ -103,6 +98,7 @@ impl Cache {
             .id()
             .filter(|id| *id.epoch() == self.epoch && id.position() >= self.floor);
         match known {
+            Some(id) if id.position() > self.head() => Since::Ahead,
             Some(id) => {
                 let after = self
                     .entries
@@ -160,7 +156,7 @@ mod tests {
 
     fn seqs(since: Since) -> (Vec<u64>, bool) {
         match since {
-            Since::Wait => (vec![], false),
+            Since::Wait | Since::Ahead => (vec![], false),
             Since::Messages { entries, reset } => (
                 entries
                     .iter()
@@ -214,7 +210,7 @@ mod tests {
     fn a_cursor_ahead_of_the_cache_waits_for_what_follows_it() {
         let mut cache = cache_of(5, 1..=2);
         let ahead = cursor(4);
-        assert!(matches!(cache.since(ahead.as_ref()), Since::Wait));
+        assert!(matches!(cache.since(ahead.as_ref()), Since::Ahead));
         cache.push(entry(3));
         cache.push(entry(4));
         assert!(matches!(cache.since(ahead.as_ref()), Since::Wait));
@@ -225,11 +221,17 @@ mod tests {
     #[test]
     fn only_an_id_of_this_epoch_past_the_head_is_ahead() {
         let cache = cache_of(5, 1..=2);
-        assert!(cache.is_ahead(cursor(3).as_ref()));
-        assert!(!cache.is_ahead(cursor(2).as_ref()));
-        assert!(!cache.is_ahead(raw("e2-100-9").as_ref()));
-        assert!(!cache.is_ahead(raw("zzz").as_ref()));
-        assert!(!cache.is_ahead(None));
+        assert!(matches!(cache.since(cursor(3).as_ref()), Since::Ahead));
+        assert!(matches!(cache.since(cursor(2).as_ref()), Since::Wait));
+        assert!(matches!(
+            cache.since(raw("e2-100-9").as_ref()),
+            Since::Messages { reset: true, .. }
+        ));
+        assert!(matches!(
+            cache.since(raw("zzz").as_ref()),
+            Since::Messages { reset: true, .. }
+        ));
+        assert!(matches!(cache.since(None), Since::Wait));
     }
 
     #[test]

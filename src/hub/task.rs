@@ -9,7 +9,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::cache::{Cache, Since};
 use super::frame::{self, Entry, Frame};
 use super::{Command, Draft, HubConfig, LogStart, Snapshot, Subscription};
-use crate::domain::{Cursor, MessageId};
+use crate::domain::{Cursor, MessageId, Timestamp};
 use crate::metrics::Metrics;
 use crate::templates::{TemplateError, Templates};
 
@@ -91,16 +91,15 @@ impl Room {
                 self.posters.push((id, done));
                 self.release_posters();
             }
-            Command::Poll { cursor, reply } => self.poll(cursor.as_ref(), reply),
-            Command::Subscribe { cursor, reply } => {
-                if self.cache.is_ahead(cursor.as_ref()) {
+            Command::Poll { cursor, reply } => self.poll(cursor, reply),
+            Command::Subscribe { cursor, reply } => match self.cache.since(cursor.as_ref()) {
+                Since::Ahead => {
                     if let Some(cursor) = cursor {
                         self.ahead.push(Ahead::Socket { cursor, reply });
                     }
-                } else {
-                    self.subscribe(cursor.as_ref(), reply);
                 }
-            }
+                since => self.subscribe(since, reply),
+            },
             Command::Snapshot { reply } => {
                 let _ = reply.send(Snapshot {
                     entries: self.cache.entries().cloned().collect(),
@@ -128,7 +127,7 @@ impl Room {
     /// The in-memory room's store: the next position, as Redis would make it, rendered and
     /// encoded here (once per message, not per receiver).
     fn append(&mut self, draft: Draft) -> Result<Arc<Entry>, TemplateError> {
-        let position = self.cache.head().next(unix_millis());
+        let position = self.cache.head().next(Timestamp::now().unix_millis());
         let id = MessageId::new(self.cache.epoch(), position);
         let message = self
             .templates
@@ -138,14 +137,14 @@ impl Room {
         Ok(entry)
     }
 
-    /// A socket's replay from `cursor` and its place in the feed, in one step, so nothing
-    /// falls in between.
-    fn subscribe(&self, cursor: Option<&Cursor>, reply: oneshot::Sender<Subscription>) {
+    /// A socket's replay (what `since` found after its cursor) and its place in the feed,
+    /// in one step, so nothing falls in between.
+    fn subscribe(&self, since: Since, reply: oneshot::Sender<Subscription>) {
         let Some(sockets) = &self.sockets else {
             return; // Shut down: dropping `reply` says so.
         };
-        let (replay, replayed) = match self.cache.since(cursor) {
-            Since::Wait => (None, 0),
+        let (replay, replayed) = match since {
+            Since::Wait | Since::Ahead => (None, 0),
             Since::Messages { entries, reset } => {
                 (Some(frame::batch(&entries, reset)), entries.len())
             }
@@ -164,13 +163,12 @@ impl Room {
             return;
         }
         for client in std::mem::take(&mut self.ahead) {
-            if self.cache.is_ahead(Some(client.cursor())) {
-                self.ahead.push(client);
-                continue;
-            }
-            match client {
-                Ahead::Poll { cursor, reply } => self.poll(Some(&cursor), reply),
-                Ahead::Socket { cursor, reply } => self.subscribe(Some(&cursor), reply),
+            match (self.cache.since(Some(client.cursor())), client) {
+                (Since::Ahead, client) => self.ahead.push(client),
+                (since, Ahead::Poll { cursor, reply }) => {
+                    self.answer_poll(since, Some(cursor), reply)
+                }
+                (since, Ahead::Socket { reply, .. }) => self.subscribe(since, reply),
             }
         }
         self.update_waiting_gauge();
@@ -232,12 +230,18 @@ impl Room {
         // The retained ones still wait; the rest were dropped, which answers them.
     }
 
-    fn poll(&mut self, cursor: Option<&Cursor>, reply: oneshot::Sender<Frame>) {
+    fn poll(&mut self, cursor: Option<Cursor>, reply: oneshot::Sender<Frame>) {
         if self.sockets.is_none() {
             let _ = reply.send(frame::empty());
             return;
         }
-        match self.cache.since(cursor) {
+        let since = self.cache.since(cursor.as_ref());
+        self.answer_poll(since, cursor, reply);
+    }
+
+    /// A poll's answer now, or its place among the waiters at the head or ahead of it.
+    fn answer_poll(&mut self, since: Since, cursor: Option<Cursor>, reply: oneshot::Sender<Frame>) {
+        match since {
             Since::Messages { entries, reset } => {
                 if reply.send(frame::batch(&entries, reset)).is_ok() {
                     self.metrics
@@ -245,12 +249,9 @@ impl Room {
                         .fetch_add(entries.len() as u64, Relaxed);
                 }
             }
-            Since::Wait if self.cache.is_ahead(cursor) => {
+            Since::Ahead => {
                 if let Some(cursor) = cursor {
-                    self.ahead.push(Ahead::Poll {
-                        cursor: cursor.clone(),
-                        reply,
-                    });
+                    self.ahead.push(Ahead::Poll { cursor, reply });
                 }
                 self.update_waiting_gauge();
             }
@@ -312,10 +313,4 @@ impl Ahead {
             Self::Socket { reply, .. } => reply.is_closed(),
         }
     }
-}
-
-fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -17,6 +17,7 @@ const CHAT_CSS: &[u8] = include_bytes!("../../static/chat.css");
 /// binary that `cargo install` made), else the one cargo built for these tests.
 fn binary_under_test() -> PathBuf {
     std::env::var_os("TEST_RELEASE_BINARY")
+        .filter(|path| !path.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_chatdemo")))
 }
