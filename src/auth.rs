@@ -82,13 +82,24 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Cookies decoded per worker thread before the cache starts over.
-const LOGIN_CACHE_ENTRIES: usize = 16_384;
+/// A `user` cookie this server makes is a few hundred bytes; a longer value is not one
+/// and is refused without being decrypted or remembered.
+const MAX_COOKIE_BYTES: usize = 4096;
+
+/// Bytes of cookie values a worker's cache may hold before it starts over: bounded by
+/// bytes, not entries, so large values cannot make it large.
+const LOGIN_CACHE_BYTES: usize = 4 << 20;
+
+/// Valid logins by their exact cookie value (a hit is what decryption would give).
+/// Values that do not decode are never remembered: garbage cannot fill it.
+#[derive(Default)]
+struct LoginCache {
+    logins: HashMap<Box<str>, Rc<Login>>,
+    bytes: usize,
+}
 
 thread_local! {
-    /// Encrypted cookie value -> what it decodes to (`None`: it does not decode). Keyed by
-    /// the exact ciphertext, so a hit is the same answer decryption would give.
-    static LOGIN_CACHE: RefCell<HashMap<Box<str>, Option<Rc<Login>>>> = RefCell::new(HashMap::new());
+    static LOGIN_CACHE: RefCell<LoginCache> = RefCell::default();
 }
 
 /// Reads logins from `user` cookies made by actix-session's cookie store with `key`. The
@@ -111,17 +122,22 @@ impl LoginReader {
 
     /// The login in a `user` cookie value, if it decrypts and holds one.
     pub fn read(&self, cookie_value: &str) -> Option<Rc<Login>> {
-        if let Some(hit) = LOGIN_CACHE.with_borrow(|cache| cache.get(cookie_value).cloned()) {
-            return hit;
+        if cookie_value.len() > MAX_COOKIE_BYTES {
+            return None;
         }
-        let login = self.decode(cookie_value).map(Rc::new);
+        if let Some(hit) = LOGIN_CACHE.with_borrow(|cache| cache.logins.get(cookie_value).cloned())
+        {
+            return Some(hit);
+        }
+        let login = Rc::new(self.decode(cookie_value)?);
         LOGIN_CACHE.with_borrow_mut(|cache| {
-            if cache.len() >= LOGIN_CACHE_ENTRIES {
-                cache.clear();
+            if cache.bytes + cookie_value.len() > LOGIN_CACHE_BYTES {
+                *cache = LoginCache::default();
             }
-            cache.insert(cookie_value.into(), login.clone());
+            cache.bytes += cookie_value.len();
+            cache.logins.insert(cookie_value.into(), login.clone());
         });
-        login
+        Some(login)
     }
 
     /// actix-session's cookie store keeps the session as a private cookie whose value is a
@@ -156,6 +172,20 @@ impl FromRequest for CurrentUser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_valid_logins_are_remembered_and_oversized_values_are_not_read() {
+        let reader = LoginReader::new(Key::generate(), 30);
+        for i in 0..100 {
+            assert!(reader
+                .read(&format!("garbage-{i}-{}", "x".repeat(1000)))
+                .is_none());
+        }
+        assert!(reader.read(&"y".repeat(MAX_COOKIE_BYTES + 1)).is_none());
+        LOGIN_CACHE.with_borrow(|cache| {
+            assert_eq!((cache.logins.len(), cache.bytes), (0, 0));
+        });
+    }
 
     #[test]
     fn logins_expire_after_max_age() {

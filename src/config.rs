@@ -275,6 +275,12 @@ impl Settings {
                 ));
             }
         }
+        if self.server.workers > 512 {
+            return Err(ConfigError::bad(
+                "server.workers",
+                "must be 0 (one per core) to 512",
+            ));
+        }
         if self.server.max_connections == 0 {
             return Err(ConfigError::bad(
                 "server.max_connections",
@@ -306,8 +312,8 @@ impl Settings {
             }
         }
         let room = &self.room;
-        if room.cache_size == 0 {
-            return Err(ConfigError::bad("room.cache_size", "must be at least 1"));
+        if !(1..=100_000).contains(&room.cache_size) {
+            return Err(ConfigError::bad("room.cache_size", "must be 1 to 100,000"));
         }
         if !(1..=3600).contains(&room.poll_timeout_secs) {
             return Err(ConfigError::bad(
@@ -315,10 +321,10 @@ impl Settings {
                 "must be 1 to 3600",
             ));
         }
-        if room.max_message_chars == 0 {
+        if !(1..=100_000).contains(&room.max_message_chars) {
             return Err(ConfigError::bad(
                 "room.max_message_chars",
-                "must be at least 1",
+                "must be 1 to 100,000",
             ));
         }
         if room.rate_burst == 0 {
@@ -374,10 +380,10 @@ impl Settings {
                 "must be \"text\" or \"json\"",
             ));
         }
-        if self.websocket.max_frame_bytes < 1024 {
+        if !(1024..=16 << 20).contains(&self.websocket.max_frame_bytes) {
             return Err(ConfigError::bad(
                 "websocket.max_frame_bytes",
-                "must be at least 1024",
+                "must be 1024 to 16 MiB",
             ));
         }
         if self.websocket.ping_interval_secs == 0 {
@@ -642,6 +648,18 @@ mod tests {
             ("CHATDEMO_ROOM__RATE_PER_SEC", "-1", "room.rate_per_sec"),
             ("CHATDEMO_SERVER__ADDRESS", "localhost:80", "server.address"),
             ("CHATDEMO_LOG__FORMAT", "xml", "log.format"),
+            ("CHATDEMO_SERVER__WORKERS", "100000", "server.workers"),
+            (
+                "CHATDEMO_ROOM__MAX_MESSAGE_CHARS",
+                "999999999999999999",
+                "room.max_message_chars",
+            ),
+            ("CHATDEMO_ROOM__CACHE_SIZE", "100001", "room.cache_size"),
+            (
+                "CHATDEMO_WEBSOCKET__MAX_FRAME_BYTES",
+                "1000000000",
+                "websocket.max_frame_bytes",
+            ),
             (
                 "CHATDEMO_SERVER__TRUSTED_PROXIES",
                 "127.0.0.1,nginx",

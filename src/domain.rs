@@ -77,11 +77,19 @@ impl MessageBody {
                 }
                 '\t' | '\n' => text.push(c),
                 c if (c as u32) < 0x20 => text.push(' '),
+                // Bidi embeddings, overrides and isolates can make a text read otherwise
+                // than it is ("exe.png" that is "gnp.exe"): they are dropped.
+                '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {}
                 c => text.push(c),
             }
         }
         let trimmed = text.trim();
-        if trimmed.is_empty() {
+        // Zero-width characters stay inside a visible text (they join emoji), but a body of
+        // nothing else is an empty message.
+        if trimmed
+            .chars()
+            .all(|c| c.is_whitespace() || is_zero_width(c))
+        {
             return Err(InputError::EmptyBody);
         }
         if trimmed.chars().count() > max_chars {
@@ -162,6 +170,11 @@ impl Epoch {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Characters that take no room: zero-width space, non-joiner, joiner, word joiner, BOM.
+fn is_zero_width(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
 }
 
 /// A message's id: `{epoch}-{ms}-{seq}`. Letters, digits and `-` only, so it is safe in an
@@ -520,6 +533,28 @@ mod tests {
     fn body_clean_up_normalises_line_breaks_and_controls() {
         let body = MessageBody::parse("  a\r\nb\rc\u{1}d\te\u{7f}  ", 100).unwrap();
         assert_eq!(body.as_str(), "a\nb\nc d\te\u{7f}");
+    }
+
+    #[test]
+    fn bidi_controls_are_dropped_and_invisible_bodies_are_empty() {
+        let body =
+            MessageBody::parse("see http://a.com/\u{202E}gnp.exe \u{2066}x\u{2069}", 100).unwrap();
+        assert_eq!(body.as_str(), "see http://a.com/gnp.exe x");
+        for raw in [
+            "\u{200B}",
+            "\u{FEFF}",
+            " \u{200B}\u{200C}\u{200D} \u{2060}\u{FEFF} ",
+            "\u{202E}\u{202A}",
+        ] {
+            assert_eq!(
+                MessageBody::parse(raw, 10),
+                Err(InputError::EmptyBody),
+                "{raw:?}"
+            );
+        }
+        // A joiner inside visible text stays: it builds one emoji out of two.
+        let family = "\u{1F468}\u{200D}\u{1F469}";
+        assert_eq!(MessageBody::parse(family, 10).unwrap().as_str(), family);
     }
 
     #[test]

@@ -226,6 +226,12 @@ async fn run(conn: &mut SocketConnection) -> End {
                     }
                     Some(Ok(AggregatedMessage::Pong(_))) => {}
                     Some(Err(ProtocolError::Overflow)) => return End::Close(CloseCode::Size, "message too big"),
+                    // actix-http 3.20 reports reserved bits as the same `InvalidData` as bad
+                    // UTF-8 (its `InvalidReservedBits` awaits a major release); only its
+                    // message tells them apart. It is a protocol error, not bad text.
+                    Some(Err(ProtocolError::Io(e))) if e.to_string().contains("reserved bits") => {
+                        return End::Close(CloseCode::Protocol, "reserved bits set without an extension")
+                    }
                     Some(Err(ProtocolError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
                         return End::Close(CloseCode::Invalid, "text is not valid UTF-8")
                     }

@@ -190,3 +190,25 @@ async fn every_message_has_the_time_the_room_accepted_it_in_utc() {
         times[0]
     );
 }
+
+#[tokio::test]
+async fn reversed_and_invisible_text_cannot_disguise_a_message() {
+    let app = TestApp::spawn().await;
+    let user = app.login(None).await;
+    // "exe.png" on screen, a .exe in fact: the override is dropped, href and text alike.
+    let message = user.say_ok("http://a.com/\u{202e}gnp.exe").await;
+    assert_eq!(message.body, "http://a.com/gnp.exe");
+    assert!(!message.html.contains('\u{202e}'), "{}", message.html);
+    assert!(message.html.contains(
+        "<a href=\"http://a.com/gnp.exe\" rel=\"nofollow noopener\">http://a.com/gnp.exe</a>"
+    ));
+    for invisible in [
+        "\u{200b}",
+        "\u{feff}",
+        " \u{200b}\u{200d} ",
+        "\u{2066}\u{2069}",
+    ] {
+        let response = user.say(invisible).await;
+        assert_eq!(response.status(), 400, "{invisible:?}");
+    }
+}

@@ -227,6 +227,28 @@ async fn a_bad_configuration_stops_the_start_naming_the_key() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("64"));
+
+    // Values that once got past: a worker count that panicked, a limit that let a
+    // 100,000-character post through. Each is refused with exit 2, naming its key.
+    for (variable, value, key) in [
+        ("CHATDEMO_SERVER__WORKERS", "100000", "server.workers"),
+        (
+            "CHATDEMO_ROOM__MAX_MESSAGE_CHARS",
+            "999999999999999999",
+            "room.max_message_chars",
+        ),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_chatdemo"))
+            .args(["--port", "0"])
+            .env(variable, value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{variable}={value}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(key),
+            "{key}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,4 +360,59 @@ async fn ten_thousand_held_polls_all_get_the_next_message_and_then_leave_nothing
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_thousand_garbage_cookies_do_not_grow_the_server() {
+    const REQUESTS: usize = 30_000;
+    const TASKS: usize = 16;
+    let server = Server::start(&[]).await;
+    let pid = server.child.id().unwrap();
+    let url = server.url("/");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // Warm up the workers and the allocator first.
+    for _ in 0..200 {
+        http.get(&url).send().await.unwrap();
+    }
+    let before = rss_kib(pid);
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let (url, http) = (url.clone(), http.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in (task..REQUESTS).step_by(TASKS) {
+                // Different every time, about 8 KiB: what an attacker would send.
+                let garbage = format!("{i:08}{}", "Zm9vYmFy".repeat(1024));
+                let response = http
+                    .get(&url)
+                    .header("Cookie", format!("user={garbage}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 302, "no login, so the login page");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let after = rss_kib(pid);
+    assert!(
+        after < before + 32 * 1024,
+        "RSS went from {before} KiB to {after} KiB"
+    );
+    server.stop().await;
 }

@@ -496,3 +496,17 @@ async fn forwarded_headers_count_for_the_origin_only_from_a_trusted_proxy() {
         "the inner address is not the public origin"
     );
 }
+
+#[tokio::test]
+async fn reserved_bits_without_an_extension_close_with_1002() {
+    let app = TestApp::spawn().await;
+    let user = app.login(None).await;
+    for rsv in 1..=3 {
+        let mut ws = app.socket(&user, None).await;
+        let mut frame = Frame::message(b"hello".to_vec(), OpCode::Data(Data::Text), true);
+        let header = frame.header_mut();
+        (header.rsv1, header.rsv2, header.rsv3) = (rsv == 1, rsv == 2, rsv == 3);
+        ws.send(Message::Frame(frame)).await.unwrap();
+        assert_eq!(close_code(&mut ws).await, 1002, "RSV{rsv}");
+    }
+}
