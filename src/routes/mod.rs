@@ -90,20 +90,46 @@ fn page_headers() -> DefaultHeaders {
         .add(("Referrer-Policy", "same-origin"))
 }
 
-/// What every POST does first: read the urlencoded form, check its XSRF token against this
-/// login, then decode the rest into the route's form type.
+/// What every POST does first: refuse a request another site sent, read the urlencoded
+/// form, check its XSRF token against this login, then decode the rest into the route's
+/// form type.
 fn checked_form<T: DeserializeOwned>(
     req: &HttpRequest,
     body: &[u8],
     state: &AppState,
     login: &Login,
 ) -> Result<T, AppError> {
+    require_same_origin(req, state)?;
     require_form_content_type(req)?;
     let posted = form::decode_posted::<T>(body)?;
     state
         .xsrf
         .check_request(req, posted.xsrf.as_deref(), login.id.as_str())?;
     Ok(posted.form?)
+}
+
+/// A page on the same host but another port can read the `_xsrf` cookie (cookies do not
+/// separate ports), so the token alone does not prove the request came from our page. A
+/// browser says where it did: an `Origin` that is neither ours nor allowlisted, or a
+/// `Sec-Fetch-Site` of `cross-site` or `same-site`, is refused. Without either header
+/// (scripts, old clients) the token decides.
+fn require_same_origin(req: &HttpRequest, state: &AppState) -> Result<(), AppError> {
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if matches!(header("sec-fetch-site"), Some("cross-site" | "same-site")) {
+        return Err(AppError::Forbidden("cross-site POSTs are not allowed"));
+    }
+    if let Some(origin) = header("origin") {
+        let allowed = origin.eq_ignore_ascii_case(&state.proxies.origin(req))
+            || state
+                .security
+                .allowed_origins
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(origin));
+        if !allowed {
+            return Err(AppError::Forbidden("cross-origin POSTs are not allowed"));
+        }
+    }
+    Ok(())
 }
 
 /// A POST body must be `application/x-www-form-urlencoded` (or have no content type).

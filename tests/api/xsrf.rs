@@ -107,3 +107,60 @@ async fn the_long_poll_needs_the_token_too() {
     let response = user.post_form("/a/message/updates", &[]).await;
     assert_eq!(response.status(), 403);
 }
+
+#[tokio::test]
+async fn a_page_on_another_port_cannot_post_even_with_the_token() {
+    let app = TestApp::spawn().await;
+    let user = app.login(None).await;
+    let xsrf = user.xsrf();
+    let post = |headers: Vec<(&'static str, String)>| {
+        let mut request = user
+            .client
+            .post(app.url("/a/message/new"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(format!("body=hi&_xsrf={xsrf}"));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    // What the other page's fetch carries: its own origin, a valid token read from
+    // `document.cookie`, the victim's cookies.
+    let other_port = "http://127.0.0.1:1".to_owned();
+    for headers in [
+        vec![("Origin", other_port.clone())],
+        vec![("Origin", "null".to_owned())],
+        vec![("Sec-Fetch-Site", "same-site".to_owned())],
+        vec![("Sec-Fetch-Site", "cross-site".to_owned())],
+        vec![
+            ("Origin", app.address.clone()),
+            ("Sec-Fetch-Site", "same-site".to_owned()),
+        ],
+    ] {
+        let response = post(headers.clone()).await.unwrap();
+        assert_eq!(response.status(), 403, "{headers:?}");
+    }
+    // The long poll too.
+    let poll = user
+        .client
+        .post(app.url("/a/message/updates"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Origin", other_port)
+        .body(format!("_xsrf={xsrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(poll.status(), 403);
+    // Our own page, a same-origin fetch, and a script with no Origin all pass.
+    for headers in [
+        vec![("Origin", app.address.clone())],
+        vec![("Sec-Fetch-Site", "same-origin".to_owned())],
+        vec![("Sec-Fetch-Site", "none".to_owned())],
+        vec![],
+    ] {
+        let response = post(headers.clone()).await.unwrap();
+        assert_eq!(response.status(), 200, "{headers:?}");
+    }
+    // Nothing the refused requests sent was posted.
+    assert_eq!(app.metric("chatdemo_messages_posted_total").await, 4);
+}
