@@ -80,6 +80,8 @@ pub struct ServerSettings {
     pub assets_dir: String,
     /// Peers whose `X-Forwarded-*` headers are believed (a reverse proxy in front).
     pub trusted_proxies: Vec<String>,
+    /// How long a POST body may take to arrive in full.
+    pub body_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -274,6 +276,12 @@ impl Settings {
                     format!("{proxy:?} is not an IP address"),
                 ));
             }
+        }
+        if !(1..=3600).contains(&self.server.body_timeout_secs) {
+            return Err(ConfigError::bad(
+                "server.body_timeout_secs",
+                "must be 1 to 3600",
+            ));
         }
         if self.server.workers > 512 {
             return Err(ConfigError::bad(

@@ -30,6 +30,10 @@ pub enum AppError {
     TooManySockets,
     #[error("not found")]
     NotFound,
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("the message store is unavailable; try again shortly")]
@@ -66,6 +70,8 @@ impl ResponseError for AppError {
             Self::BadRequest(_) | Self::Input(_) | Self::Form(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited { .. } | Self::TooManySockets => StatusCode::TOO_MANY_REQUESTS,
             Self::ShuttingDown | Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -75,6 +81,10 @@ impl ResponseError for AppError {
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CACHE_CONTROL, "no-store"));
+        if matches!(self, Self::BodyTimeout) {
+            // What is left of the body may still come: the connection cannot be reused.
+            response.force_close();
+        }
         match self {
             Self::Forbidden(reason) => response
                 .content_type("text/plain; charset=utf-8")

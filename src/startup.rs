@@ -118,6 +118,8 @@ impl Application {
                 security: settings.security.clone(),
                 proxies: TrustedProxies::new(settings.server.trusted_proxies()),
                 poll_timeout: settings.room.poll_timeout(),
+                form_limit_bytes: settings.room.form_limit_bytes(),
+                body_timeout: Duration::from_secs(settings.server.body_timeout_secs),
                 shutting_down: shutting_down.clone(),
             }),
             logins: web::Data::new(LoginReader::new(
@@ -126,7 +128,6 @@ impl Application {
             )),
             embedded: web::Data::new(EmbeddedStatic::new()),
             assets,
-            form_limit_bytes: settings.room.form_limit_bytes(),
         });
         let connection_limit = web::Data::new(ConnectionLimit::new(
             settings.server.max_connections,

@@ -29,6 +29,10 @@ pub struct AppState {
     pub proxies: TrustedProxies,
     /// How long a long poll is held before an empty answer.
     pub poll_timeout: Duration,
+    /// Largest POST body; past it, 413.
+    pub form_limit_bytes: usize,
+    /// How long a POST body may take to arrive in full; past it, 408.
+    pub body_timeout: Duration,
     /// Set when shutdown starts: `/healthz` answers 503 from then on.
     pub shutting_down: Arc<AtomicBool>,
 }

@@ -4,7 +4,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::checked_form;
+use super::{checked_form, read_body};
 use crate::auth::CurrentUser;
 use crate::domain::{Cursor, LocalPath};
 use crate::error::AppError;
@@ -32,9 +32,10 @@ struct PollForm {
 pub(super) async fn post_message(
     req: HttpRequest,
     CurrentUser(login): CurrentUser,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
+    let body = read_body(&req, payload, &state).await?;
     let form: PostForm = checked_form(&req, &body, &state, &login)?;
     let entry = state.poster.post(&login, &form.body).await?;
     Ok(match form.next {
@@ -51,9 +52,10 @@ pub(super) async fn post_message(
 pub(super) async fn poll_updates(
     req: HttpRequest,
     CurrentUser(login): CurrentUser,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
+    let body = read_body(&req, payload, &state).await?;
     let form: PollForm = checked_form(&req, &body, &state, &login)?;
     // Online while the poll is held, and for the poll window after it is answered.
     let _online = state.presence.connect(&login, Via::Poll);

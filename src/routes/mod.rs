@@ -26,8 +26,6 @@ pub struct Routes {
     pub logins: web::Data<LoginReader>,
     pub embedded: web::Data<EmbeddedStatic>,
     pub assets: Assets,
-    /// Largest POST body; past it, 413 before the body is read in full.
-    pub form_limit_bytes: usize,
 }
 
 pub fn configure(
@@ -37,7 +35,6 @@ pub fn configure(
 ) {
     cfg.app_data(routes.state.clone())
         .app_data(routes.logins.clone())
-        .app_data(web::PayloadConfig::new(routes.form_limit_bytes))
         .service(
             web::resource("/")
                 .wrap(page_headers())
@@ -130,6 +127,31 @@ fn require_same_origin(req: &HttpRequest, state: &AppState) -> Result<(), AppErr
         }
     }
     Ok(())
+}
+
+/// Reads a POST body: 413 past the form limit (at once when `Content-Length` says so), 408
+/// with the connection closed when it has not arrived in full within the body timeout,
+/// so a client that sends nothing (or a byte a second) cannot hold a connection forever.
+async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<web::Bytes, AppError> {
+    let limit = state.form_limit_bytes;
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(AppError::PayloadTooLarge);
+    }
+    match tokio::time::timeout(state.body_timeout, payload.to_bytes_limited(limit)).await {
+        Err(_) => Err(AppError::BodyTimeout),
+        Ok(Err(_)) => Err(AppError::PayloadTooLarge),
+        Ok(Ok(Err(error))) => Err(AppError::BadRequest(error.to_string())),
+        Ok(Ok(Ok(body))) => Ok(body),
+    }
 }
 
 /// A POST body must be `application/x-www-form-urlencoded` (or have no content type).

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use crate::helpers::TestApp;
 
 async fn assert_json_400(response: reqwest::Response, case: &str) {
@@ -98,4 +100,56 @@ async fn malformed_requests_never_get_a_5xx() {
         }
     }
     assert_eq!(app.anonymous().get("/healthz").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_body_that_never_comes_gets_408_and_the_connection_is_closed() {
+    use reqwest::cookie::CookieStore;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(|s| s.server.body_timeout_secs = 1).await;
+    let user = app.login(None).await;
+    let cookies = user
+        .jar
+        .cookies(&app.address.parse().unwrap())
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for drip in [false, true] {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /a/message/new HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nCookie: {cookies}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n",
+            app.port
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        let started = std::time::Instant::now();
+        let (mut reader, mut writer) = tcp.into_split();
+        let dripping = tokio::spawn(async move {
+            // Either nothing, or a byte now and then, never the whole body; the writing
+            // side stays open either way (closing it would end the body early).
+            loop {
+                if drip && writer.write_all(b"x").await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        });
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), reader.read_to_end(&mut answer))
+            .await
+            .expect("answered and closed within seconds")
+            .unwrap();
+        dripping.abort();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "not before the timeout"
+        );
+    }
+    // Nothing was posted.
+    assert_eq!(app.metric("chatdemo_messages_posted_total").await, 0);
 }
