@@ -75,6 +75,7 @@ pub struct ServerSettings {
     pub port: u16,
     /// 0 means one worker per core.
     pub workers: usize,
+    /// 0 means derived from the open-file limit (see [`ServerSettings::connection_limit`]).
     pub max_connections: usize,
     /// A theme directory with `templates/` and `static/`; empty means the built-in files.
     pub assets_dir: String,
@@ -289,12 +290,6 @@ impl Settings {
                 "must be 0 (one per core) to 512",
             ));
         }
-        if self.server.max_connections == 0 {
-            return Err(ConfigError::bad(
-                "server.max_connections",
-                "must be at least 1",
-            ));
-        }
         let secret_len = self.security.cookie_secret.expose().len();
         if secret_len != 0 && secret_len < 64 {
             return Err(ConfigError::bad(
@@ -420,6 +415,32 @@ impl RoomSettings {
 }
 
 impl ServerSettings {
+    /// The connection limit under `open_files`, the process's open-file limit: the
+    /// configured one, or by default the limit less room for everything else that needs a
+    /// descriptor (the listener, Redis, logs, accepts in progress), so the 503 comes
+    /// before the descriptors run out. A configured value above that room is an error.
+    pub fn connection_limit(&self, open_files: Option<u64>) -> Result<usize, ConfigError> {
+        let Some(open_files) = open_files else {
+            return Ok(match self.max_connections {
+                0 => 50_000,
+                n => n,
+            });
+        };
+        let headroom = 64 + open_files / 10;
+        let room = usize::try_from(open_files.saturating_sub(headroom)).unwrap_or(usize::MAX);
+        match self.max_connections {
+            0 => Ok(room.max(1)),
+            n if n <= room => Ok(n),
+            n => Err(ConfigError::bad(
+                "server.max_connections",
+                format!(
+                    "{n} is more than this process can hold open: its open-file limit is \
+                     {open_files}, leaving room for {room} connections (set 0 to derive it)"
+                ),
+            )),
+        }
+    }
+
     /// The trusted proxies' addresses (checked by `validate`).
     pub fn trusted_proxies(&self) -> Vec<IpAddr> {
         self.trusted_proxies
@@ -709,6 +730,22 @@ mod tests {
         bad_url.push(("CHATDEMO_STORE__REDIS_URL", "http://127.0.0.1:6379"));
         let err = Settings::load_from(None, env(&bad_url), &CliOverrides::default()).unwrap_err();
         assert!(err.to_string().contains("store.redis_url"), "{err}");
+    }
+
+    #[test]
+    fn the_connection_limit_stays_below_the_open_file_limit() {
+        let mut s = Settings::defaults();
+        assert_eq!(s.server.max_connections, 0);
+        assert_eq!(
+            s.server.connection_limit(Some(1024)).unwrap(),
+            1024 - 64 - 102
+        );
+        assert_eq!(s.server.connection_limit(None).unwrap(), 50_000);
+        s.server.max_connections = 500;
+        assert_eq!(s.server.connection_limit(Some(1024)).unwrap(), 500);
+        s.server.max_connections = 50_000;
+        let err = s.server.connection_limit(Some(1024)).unwrap_err();
+        assert!(err.to_string().contains("server.max_connections"), "{err}");
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub enum StartupError {
     #[error(transparent)]
     Store(#[from] StoreStartError),
     #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
@@ -81,7 +83,7 @@ impl Application {
     /// Binds the listener and builds the shared state. Must run inside a Tokio runtime (the
     /// hub task is spawned on it).
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        raise_open_file_limit();
+        let max_connections = settings.server.connection_limit(raise_open_file_limit())?;
         let assets = match settings.server.assets_dir.as_str() {
             "" => Assets::Embedded,
             dir => Assets::directory(Path::new(dir))?,
@@ -129,10 +131,7 @@ impl Application {
             embedded: web::Data::new(EmbeddedStatic::new()),
             assets,
         });
-        let connection_limit = web::Data::new(ConnectionLimit::new(
-            settings.server.max_connections,
-            metrics,
-        ));
+        let connection_limit = web::Data::new(ConnectionLimit::new(max_connections, metrics));
 
         let address = format!("{}:{}", settings.server.address, settings.server.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
@@ -164,7 +163,7 @@ impl Application {
         .listen(listener)?
         .run();
 
-        tracing::info!(%address, port, workers, "chat room listening");
+        tracing::info!(%address, port, workers, max_connections, "chat room listening");
         Ok(Self {
             port,
             server,
@@ -284,10 +283,17 @@ fn start_presence(settings: &Settings, hub: &HubHandle, store: &Store) -> Presen
 }
 
 /// Every held poll and socket is an open file: raise the soft limit to the hard one.
-fn raise_open_file_limit() {
+/// Returns the limit in force, if it can be read.
+fn raise_open_file_limit() -> Option<u64> {
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => tracing::debug!(limit, "open-file limit"),
-        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+        Ok(limit) => {
+            tracing::debug!(limit, "open-file limit");
+            Some(limit)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot raise the open-file limit");
+            None
+        }
     }
 }
 

@@ -416,3 +416,67 @@ async fn thirty_thousand_garbage_cookies_do_not_grow_the_server() {
     );
     server.stop().await;
 }
+
+/// A script that runs the chatdemo binary under an open-file limit of `limit`.
+fn under_file_limit(dir: &Path, limit: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("chatdemo-limited");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nulimit -n {limit}\nexec '{}' \"$@\"\n",
+            env!("CARGO_BIN_EXE_chatdemo")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_low_file_limit_stalled_posts_get_503_before_descriptors_run_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let limited = under_file_limit(dir.path(), 256);
+    // A limit above what the process can hold is refused at start, naming the key.
+    let output = std::process::Command::new(&limited)
+        .args(["--port", "0"])
+        .env("CHATDEMO_SERVER__MAX_CONNECTIONS", "50000")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("server.max_connections"));
+
+    // By default the limit is derived: 256 less room for the rest.
+    let server = Server::start_with(&limited, dir.path(), &[]).await;
+    let (cookies, _) = login(&server).await;
+    let mut stalled = Vec::new();
+    let mut refused = 0;
+    for _ in 0..300 {
+        let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", server.port)).await else {
+            break;
+        };
+        let head = format!(
+            "POST /a/message/new HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookies}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n"
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        let mut first = [0u8; 12];
+        // A refused one is answered at once; a stalled one waits for its body.
+        if let Ok(Ok(12)) =
+            tokio::time::timeout(Duration::from_millis(20), tcp.read_exact(&mut first)).await
+        {
+            assert_eq!(&first, b"HTTP/1.1 503", "refused, not failed");
+            refused += 1;
+        }
+        stalled.push(tcp);
+    }
+    assert!(refused > 0, "the limit was reached");
+    // The server still answers, quickly: no `Too many open files` hang.
+    let health = tokio::time::timeout(Duration::from_secs(2), reqwest::get(server.url("/healthz")))
+        .await
+        .expect("/healthz answers within 2 s")
+        .unwrap();
+    assert!(matches!(health.status().as_u16(), 200 | 503));
+    drop(stalled);
+    server.stop().await;
+}
