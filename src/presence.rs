@@ -219,7 +219,7 @@ async fn run(
         tokio::select! {
             command = commands.recv() => match command {
                 Some(Command::Connected(login, name)) => {
-                    registry.connected(login, name, Instant::now(), &settings).await;
+                    registry.connected(login, name, &settings).await;
                 }
                 Some(Command::List(reply)) => {
                     let _ = reply.send(registry.list().await);
@@ -279,13 +279,7 @@ impl Registry {
         }
     }
 
-    async fn connected(
-        &mut self,
-        login: LoginId,
-        name: UserName,
-        _now: Instant,
-        settings: &PresenceSettings,
-    ) {
+    async fn connected(&mut self, login: LoginId, name: UserName, settings: &PresenceSettings) {
         match self {
             Self::Memory {
                 hub,

@@ -624,3 +624,26 @@ async fn a_reader_sees_who_joins_and_leaves_without_reloading() {
     );
     bob.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_narrow_screen_the_list_folds_behind_the_count() {
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn().await;
+    let state = "var box = document.getElementById('presence'); \
+                 return [box.open, document.getElementById('online-count').offsetWidth > 0];";
+    for (name, width, open) in [("wide", 1200, true), ("narrow", 420, false)] {
+        let client = browser(&driver, name, true).await;
+        client.set_window_size(width, 900).await.unwrap();
+        client
+            .goto(&app.url(&format!("/auth/login?name={name}")))
+            .await
+            .unwrap();
+        wait_for_transport(&client, "websocket", name).await;
+        let shown = client.execute(state, vec![]).await.unwrap();
+        assert_eq!(shown, json!([open, true]), "{name}: open, count visible");
+        client.close().await.unwrap();
+    }
+}

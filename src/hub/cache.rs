@@ -50,6 +50,20 @@ impl Cache {
         }
     }
 
+    /// A cache of a log's newest `entries` (oldest first), complete after `floor`.
+    pub(crate) fn of_log(
+        capacity: usize,
+        epoch: Epoch,
+        floor: Position,
+        entries: &[Arc<Entry>],
+    ) -> Self {
+        let mut cache = Self::new(capacity, epoch, floor);
+        for entry in entries {
+            cache.push(entry.clone());
+        }
+        cache
+    }
+
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }

@@ -56,12 +56,8 @@ impl Room {
             floor,
             entries,
         } = config.log;
-        let mut cache = Cache::new(config.cache_size, epoch, floor);
-        for entry in entries {
-            cache.push(entry);
-        }
         Self {
-            cache,
+            cache: Cache::of_log(config.cache_size, epoch, floor, &entries),
             waiters: Vec::new(),
             prune_at: MIN_PRUNE_AT,
             posters: Vec::new(),
@@ -205,10 +201,7 @@ impl Room {
             }
         } else {
             let capacity = self.cache.capacity();
-            self.cache = Cache::new(capacity, log.epoch, log.floor);
-            for entry in &log.entries {
-                self.cache.push(entry.clone());
-            }
+            self.cache = Cache::of_log(capacity, log.epoch, log.floor, &log.entries);
             let frame = frame::batch(&log.entries, true);
             for waiter in self.waiters.drain(..) {
                 let _ = waiter.send(frame.clone());
