@@ -19,13 +19,16 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::auth::{Login, LoginId};
 use crate::error::AppError;
+use crate::frame_limit::Oversize;
 use crate::hub::{Frame, Subscription};
 use crate::metrics::Metrics;
+use crate::peer::{BodyAlive, PeerSocket};
 use crate::posting::Poster;
 use crate::presence::{Connection, Presence};
 use crate::xsrf::XsrfKey;
 
-/// How long one write may wait for a client before it counts as too slow.
+/// How long one write may wait for a client before it counts as not reading (shorter
+/// when two ping intervals are shorter).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames written in one go when several are waiting.
 const WRITE_BATCH: u64 = 64;
@@ -120,10 +123,16 @@ pub struct SocketConnection {
     pub xsrf_cookie: Option<String>,
     pub session: Session,
     pub messages: AggregatedMessageStream,
+    /// Set when the client announced a frame over `max_frame_bytes`: its messages end.
+    pub oversize: Oversize,
     pub subscription: Subscription,
     pub slot: SocketSlot,
     /// Counts the login as online while the socket is open.
     pub online: Option<Connection>,
+    /// The TCP connection, to drop it when the client stops reading (`None` in tests
+    /// without a server), and whether its dispatcher still holds the response.
+    pub peer: Option<PeerSocket>,
+    pub alive: BodyAlive,
 }
 
 /// How a connection ended, and what the client is told.
@@ -131,7 +140,8 @@ enum End {
     /// The client closed, or vanished.
     ByClient,
     Close(CloseCode, &'static str),
-    /// The client stopped reading: it cannot even take a close frame.
+    /// The client stopped reading: it cannot even take a close frame. Its connection is
+    /// dropped with a reset, since actix-web would wait forever to write to it.
     Stalled,
 }
 
@@ -143,13 +153,21 @@ pub async fn serve(mut conn: SocketConnection) {
         slot,
         context,
         online,
+        peer,
+        alive,
         ..
     } = conn;
+    let abort = || {
+        if let Some(peer) = peer {
+            peer.abort(&alive);
+        }
+    };
     match end {
         End::ByClient => tracing::debug!(user = %login.name, "socket closed by client"),
         End::Stalled => {
             context.metrics.slow_disconnects.fetch_add(1, Relaxed);
             tracing::info!(user = %login.name, "socket dropped: client not reading");
+            abort();
         }
         End::Close(code, reason) => {
             if code == CloseCode::Again {
@@ -160,7 +178,13 @@ pub async fn serve(mut conn: SocketConnection) {
                 code,
                 description: Some(reason.to_owned()),
             }));
-            let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+            if tokio::time::timeout(Duration::from_secs(1), close)
+                .await
+                .is_err()
+            {
+                // Not even the close frame fits: the client is not reading.
+                abort();
+            }
         }
     }
     drop(slot);
@@ -169,8 +193,10 @@ pub async fn serve(mut conn: SocketConnection) {
 
 async fn run(conn: &mut SocketConnection) -> End {
     let metrics = conn.context.metrics.clone();
+    let ping_every = conn.context.ping_interval;
+    let deadline = write_deadline(ping_every);
     if let Some(replay) = conn.subscription.replay.take() {
-        if !write(&mut conn.session, replay).await {
+        if !write(&mut conn.session, replay, deadline).await {
             return End::Stalled;
         }
         metrics
@@ -178,9 +204,11 @@ async fn run(conn: &mut SocketConnection) -> End {
             .fetch_add(conn.subscription.replayed as u64, Relaxed);
     }
     let backlog = conn.context.backlog;
-    let ping_every = conn.context.ping_interval;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-    let mut last_heard = Instant::now();
+    // A client proves it reads by answering our latest ping with its payload; anything
+    // else it sends (pings, unasked pongs, posts) proves only that it writes.
+    let mut pings_sent: u64 = 0;
+    let mut last_answer = Instant::now();
 
     loop {
         tokio::select! {
@@ -195,7 +223,7 @@ async fn run(conn: &mut SocketConnection) -> End {
                 let mut count: u64 = 0;
                 while let Some(frame) = next.take() {
                     let feed = &conn.subscription.feed;
-                    if let Err(end) = write_from_feed(&mut conn.session, frame, feed, backlog).await {
+                    if let Err(end) = write_from_feed(&mut conn.session, frame, feed, backlog, deadline).await {
                         return end;
                     }
                     count += 1;
@@ -210,8 +238,8 @@ async fn run(conn: &mut SocketConnection) -> End {
                 metrics.delivered.fetch_add(count, Relaxed);
             }
             message = conn.messages.recv() => {
-                last_heard = Instant::now();
                 match message {
+                    None if conn.oversize.announced() => return End::Close(CloseCode::Size, "message too big"),
                     None | Some(Ok(AggregatedMessage::Close(_))) => return End::ByClient,
                     Some(Ok(AggregatedMessage::Text(text))) => {
                         if let Some(end) = handle_post(conn, &text).await {
@@ -220,11 +248,19 @@ async fn run(conn: &mut SocketConnection) -> End {
                     }
                     Some(Ok(AggregatedMessage::Binary(_))) => return End::Close(CloseCode::Unsupported, "binary frames are not supported"),
                     Some(Ok(AggregatedMessage::Ping(payload))) => {
-                        if conn.session.pong(&payload).await.is_err() {
-                            return End::ByClient;
+                        // Bounded like every write: a client that floods pings and never
+                        // reads fills the queue, and then this gives up.
+                        match tokio::time::timeout(deadline, conn.session.pong(&payload)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => return End::ByClient,
+                            Err(_) => return End::Stalled,
                         }
                     }
-                    Some(Ok(AggregatedMessage::Pong(_))) => {}
+                    Some(Ok(AggregatedMessage::Pong(payload))) => {
+                        if payload[..] == pings_sent.to_be_bytes() {
+                            last_answer = Instant::now();
+                        }
+                    }
                     Some(Err(ProtocolError::Overflow)) => return End::Close(CloseCode::Size, "message too big"),
                     // actix-http 3.20 reports reserved bits as the same `InvalidData` as bad
                     // UTF-8 (its `InvalidReservedBits` awaits a major release); only its
@@ -244,21 +280,32 @@ async fn run(conn: &mut SocketConnection) -> End {
                 }
             }
             _ = ping.tick() => {
-                if last_heard.elapsed() > ping_every * 2 {
-                    return End::Close(CloseCode::Away, "no answer to pings");
+                if last_answer.elapsed() > ping_every * 2 {
+                    // Not reading (or gone without a word): a close frame would not be
+                    // read either.
+                    return End::Stalled;
                 }
-                if conn.session.ping(b"").await.is_err() {
-                    return End::ByClient;
+                pings_sent += 1;
+                match tokio::time::timeout(deadline, conn.session.ping(&pings_sent.to_be_bytes())).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return End::ByClient,
+                    Err(_) => return End::Stalled,
                 }
             }
         }
     }
 }
 
+/// How long a write may wait: a client that takes nothing for two ping intervals is not
+/// reading.
+fn write_deadline(ping_every: Duration) -> Duration {
+    WRITE_TIMEOUT.min(ping_every * 2)
+}
+
 /// Writes one frame; false when the client has not taken it in time (or is gone).
-async fn write(session: &mut Session, frame: Frame) -> bool {
+async fn write(session: &mut Session, frame: Frame, deadline: Duration) -> bool {
     matches!(
-        tokio::time::timeout(WRITE_TIMEOUT, session.text(frame)).await,
+        tokio::time::timeout(deadline, session.text(frame)).await,
         Ok(Ok(()))
     )
 }
@@ -271,6 +318,7 @@ async fn write_from_feed(
     frame: Frame,
     feed: &tokio::sync::broadcast::Receiver<Frame>,
     backlog: usize,
+    deadline: Duration,
 ) -> Result<(), End> {
     let lag_watch = async {
         loop {
@@ -284,7 +332,7 @@ async fn write_from_feed(
         // The write first: it is almost always ready at once, and then the lag watch is
         // never polled, so no timer is armed on the common path.
         biased;
-        written = write(session, frame) => if written { Ok(()) } else { Err(End::Stalled) },
+        written = write(session, frame, deadline) => if written { Ok(()) } else { Err(End::Stalled) },
         () = lag_watch => Err(End::Close(CloseCode::Again, TOO_SLOW)),
     }
 }
@@ -317,7 +365,8 @@ async fn handle_post(conn: &mut SocketConnection, text: &str) -> Option<End> {
 async fn reply_error(conn: &mut SocketConnection, error: &str) -> Option<End> {
     let frame = serde_json::to_string(&ErrorFrame { error })
         .unwrap_or_else(|_| r#"{"error":"bad frame"}"#.to_owned());
-    if write(&mut conn.session, frame.into()).await {
+    let deadline = write_deadline(conn.context.ping_interval);
+    if write(&mut conn.session, frame.into(), deadline).await {
         None
     } else {
         Some(End::Stalled)

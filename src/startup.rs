@@ -23,6 +23,7 @@ use crate::connections::{limit_connections, ConnectionLimit};
 use crate::forwarded::TrustedProxies;
 use crate::hub::{HubConfig, HubHandle, LogStart};
 use crate::metrics::Metrics;
+use crate::peer::PeerSocket;
 use crate::posting::Poster;
 use crate::presence::{Presence, PresenceSettings, Registry};
 use crate::rate::RateLimiter;
@@ -156,6 +157,8 @@ impl Application {
                 // Outermost, so refusals and every header are inside the request's span.
                 .wrap(from_fn(trace_requests))
         })
+        // Each connection's socket, to notice a client that hangs up on a held poll.
+        .on_connect(PeerSocket::on_connect)
         .workers(workers)
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
         // Signals are ours (see `ShutdownHandle`), so held polls are answered before the stop.

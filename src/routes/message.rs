@@ -9,6 +9,7 @@ use crate::auth::CurrentUser;
 use crate::domain::{Cursor, LocalPath};
 use crate::error::AppError;
 use crate::form::empty_as_none;
+use crate::peer::PeerSocket;
 use crate::presence::Via;
 use crate::state::AppState;
 
@@ -59,7 +60,20 @@ pub(super) async fn poll_updates(
     let form: PollForm = checked_form(&req, &body, &state, &login)?;
     // Online while the poll is held, and for the poll window after it is answered.
     let _online = state.presence.connect(&login, Via::Poll);
-    let frame = state.hub.poll(form.cursor, state.poll_timeout).await;
+    let poll = state.hub.poll(form.cursor, state.poll_timeout);
+    // actix-web keeps running a handler whose client has gone (its socket sits in
+    // CLOSE_WAIT), so a held poll watches for the hang-up itself and lets go of its
+    // place in the room.
+    let frame = match PeerSocket::of(&req) {
+        Some(peer) => tokio::select! {
+            frame = poll => frame,
+            () = peer.hung_up() => {
+                tracing::debug!("poll abandoned by its client");
+                return Ok(HttpResponse::NoContent().finish());
+            }
+        },
+        None => poll.await,
+    };
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -12,6 +12,8 @@ use crate::auth::CurrentUser;
 use crate::domain::Cursor;
 use crate::error::AppError;
 use crate::form::{self, empty_as_none};
+use crate::frame_limit;
+use crate::peer::{self, PeerSocket};
 use crate::presence::Via;
 use crate::socket::{self, SocketConnection};
 use crate::state::AppState;
@@ -47,8 +49,10 @@ pub(super) async fn open_socket(
     let subscription = tokio::time::timeout(CATCH_UP_WAIT, state.hub.subscribe(query.cursor))
         .await
         .map_err(|_| AppError::StoreUnavailable)??;
+    let (body, oversize) = frame_limit::guard(&req, body, context.max_frame_bytes)?;
     let (response, session, messages) =
         actix_ws::handle(&req, body).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    let (response, alive) = peer::watch_body(response);
     let max_bytes = context.max_frame_bytes;
     let messages = messages
         .max_frame_size(max_bytes)
@@ -67,6 +71,9 @@ pub(super) async fn open_socket(
         subscription,
         slot,
         online,
+        oversize,
+        peer: PeerSocket::of(&req),
+        alive,
     });
     actix_web::rt::spawn(connection.in_current_span());
     Ok(response)

@@ -9,6 +9,7 @@ mod helpers;
 mod bad_input;
 mod delivery;
 mod deployment;
+mod hostile;
 mod login;
 mod modules;
 mod page;
