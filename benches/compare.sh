@@ -61,7 +61,9 @@ start_server() {
   if [ "$1" = chatdemo ]; then
     # No rate limit in the way of the load; everything else as shipped, except in loads 3
     # and 4 (see `notices` below).
-    CHATDEMO_ROOM__RATE_BURST=1000000000 CHATDEMO_ROOM__RATE_PER_SEC=1000000000 RUST_LOG=warn \
+    CHATDEMO_ROOM__RATE_BURST=1000000 CHATDEMO_ROOM__RATE_PER_SEC=1000000 RUST_LOG=warn \
+    CHATDEMO_ROOM__ADDRESS_BURST=1000000 CHATDEMO_ROOM__ADDRESS_PER_SEC=1000000 \
+    CHATDEMO_SECURITY__LOGIN_BURST=1000000 CHATDEMO_SECURITY__LOGIN_PER_SEC=1000000 \
       CHATDEMO_PRESENCE__NOTICES="$notices" \
       target/release/chatdemo --port "$port_rs" > "$out/chatdemo.log" 2>&1 &
     server=$!
@@ -111,7 +113,9 @@ start_redis() {
 
 # start_redis_instance PORT PREFIX: prints nothing, sets $! as the instance's pid.
 start_redis_instance() {
-  CHATDEMO_ROOM__RATE_BURST=1000000000 CHATDEMO_ROOM__RATE_PER_SEC=1000000000 RUST_LOG=warn \
+  CHATDEMO_ROOM__RATE_BURST=1000000 CHATDEMO_ROOM__RATE_PER_SEC=1000000 RUST_LOG=warn \
+    CHATDEMO_ROOM__ADDRESS_BURST=1000000 CHATDEMO_ROOM__ADDRESS_PER_SEC=1000000 \
+    CHATDEMO_SECURITY__LOGIN_BURST=1000000 CHATDEMO_SECURITY__LOGIN_PER_SEC=1000000 \
     CHATDEMO_STORE__BACKEND=redis CHATDEMO_STORE__REDIS_URL="redis+unix://$redis_sock" \
     CHATDEMO_STORE__KEY_PREFIX="$2" CHATDEMO_SECURITY__COOKIE_SECRET="$bench_secret" \
     target/release/chatdemo --port "$1" >> "$out/chatdemo-redis.log" 2>&1 &

@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::{ready, Ready};
 use std::rc::Rc;
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_session::Session;
@@ -51,6 +52,12 @@ impl LoginId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// An id as the store keeps it: 32 lowercase hex digits.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let valid = raw.len() == 32 && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        valid.then(|| Self(raw.to_owned()))
+    }
 }
 
 impl Login {
@@ -63,8 +70,12 @@ impl Login {
     }
 
     pub fn is_expired(&self, max_age_days: u32, now: u64) -> bool {
-        let max_age_secs = u64::from(max_age_days) * 86_400;
-        now.saturating_sub(self.issued_at) >= max_age_secs || self.issued_at > now + 300
+        now >= self.expires_at(max_age_days) || self.issued_at > now + 300
+    }
+
+    /// Unix seconds from which the server refuses this login's cookie by its age.
+    pub fn expires_at(&self, max_age_days: u32) -> u64 {
+        self.issued_at + u64::from(max_age_days) * 86_400
     }
 
     /// Stores the login in a fresh session (a new cookie, so a planted one is replaced).
@@ -102,22 +113,81 @@ thread_local! {
     static LOGIN_CACHE: RefCell<LoginCache> = RefCell::default();
 }
 
+/// Logins ended by logout. The login lives in the cookie, so a copy of the cookie taken
+/// before logout would otherwise still work: each ended login is kept here until its cookie
+/// would have expired anyway. With Redis the list is shared by every instance and outlives
+/// restarts (the store fills it); in memory it is this process's.
+pub struct Revocations {
+    /// Login -> Unix seconds until which it is refused.
+    ended: RwLock<HashMap<LoginId, u64>>,
+    /// Each login as it is ended, for the sockets it still has open.
+    announce: tokio::sync::broadcast::Sender<LoginId>,
+}
+
+impl Default for Revocations {
+    fn default() -> Self {
+        Self {
+            ended: RwLock::default(),
+            announce: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl Revocations {
+    pub fn is_revoked(&self, id: &LoginId, now: u64) -> bool {
+        let ended = self.ended.read().unwrap_or_else(|e| e.into_inner());
+        ended.get(id).is_some_and(|&until| until > now)
+    }
+
+    /// Ends `logins` (each with the time its cookie expires) here and tells their sockets.
+    pub fn apply(&self, logins: impl IntoIterator<Item = (LoginId, u64)>) {
+        let now = unix_now();
+        let mut ended = self.ended.write().unwrap_or_else(|e| e.into_inner());
+        for (id, until) in logins {
+            if until <= now {
+                continue;
+            }
+            let known = ended.insert(id.clone(), until).is_some();
+            if !known {
+                let _ = self.announce.send(id);
+            }
+        }
+        // Expired entries are dropped whenever the list has doubled since the last time.
+        if ended.len().is_power_of_two() {
+            ended.retain(|_, until| *until > now);
+        }
+    }
+
+    /// Logins as they are ended from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<LoginId> {
+        self.announce.subscribe()
+    }
+}
+
 /// Reads logins from `user` cookies made by actix-session's cookie store with `key`. The
 /// `CurrentUser` extractor finds it as app data of its own.
 pub struct LoginReader {
     key: Key,
     max_age_days: u32,
+    revocations: Arc<Revocations>,
 }
 
 impl LoginReader {
-    pub fn new(key: Key, max_age_days: u32) -> Self {
-        Self { key, max_age_days }
+    pub fn new(key: Key, max_age_days: u32, revocations: Arc<Revocations>) -> Self {
+        Self {
+            key,
+            max_age_days,
+            revocations,
+        }
     }
 
-    /// The unexpired login of a request, if its `user` cookie holds one.
+    /// The unexpired, not logged-out login of a request, if its `user` cookie holds one.
     fn current(&self, req: &HttpRequest) -> Option<Rc<Login>> {
         let login = self.read(req.cookie(USER_COOKIE)?.value())?;
-        (!login.is_expired(self.max_age_days, unix_now())).then_some(login)
+        let now = unix_now();
+        let valid = !login.is_expired(self.max_age_days, now)
+            && !self.revocations.is_revoked(&login.id, now);
+        valid.then_some(login)
     }
 
     /// The login in a `user` cookie value, if it decrypts and holds one.
@@ -175,7 +245,7 @@ mod tests {
 
     #[test]
     fn only_valid_logins_are_remembered_and_oversized_values_are_not_read() {
-        let reader = LoginReader::new(Key::generate(), 30);
+        let reader = LoginReader::new(Key::generate(), 30, Arc::default());
         for i in 0..100 {
             assert!(reader
                 .read(&format!("garbage-{i}-{}", "x".repeat(1000)))
@@ -185,6 +255,25 @@ mod tests {
         LOGIN_CACHE.with_borrow(|cache| {
             assert_eq!((cache.logins.len(), cache.bytes), (0, 0));
         });
+    }
+
+    #[test]
+    fn a_revoked_login_stays_refused_until_its_cookie_expires() {
+        let revocations = Revocations::default();
+        let mut ended = revocations.subscribe();
+        let now = unix_now();
+        let (a, b) = (LoginId::random(), LoginId::random());
+        revocations.apply([(a.clone(), now + 100), (b.clone(), now - 1)]);
+        assert!(revocations.is_revoked(&a, now));
+        assert!(!revocations.is_revoked(&a, now + 100));
+        assert!(
+            !revocations.is_revoked(&b, now),
+            "already expired: not kept"
+        );
+        assert_eq!(ended.try_recv().unwrap(), a);
+        // Applying it again (a reload from the store) does not announce it twice.
+        revocations.apply([(a.clone(), now + 100)]);
+        assert!(ended.try_recv().is_err());
     }
 
     #[test]

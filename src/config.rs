@@ -92,6 +92,9 @@ pub struct SecuritySettings {
     pub cookie_max_age_days: u32,
     pub cookie_secure: bool,
     pub allowed_origins: Vec<String>,
+    /// New logins per client address: a burst, then a steady rate.
+    pub login_burst: u32,
+    pub login_per_sec: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +105,9 @@ pub struct RoomSettings {
     pub max_message_chars: usize,
     pub rate_burst: u32,
     pub rate_per_sec: f64,
+    /// Posts per client address, across all its logins.
+    pub address_burst: u32,
+    pub address_per_sec: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -330,15 +336,19 @@ impl Settings {
                 "must be 1 to 100,000",
             ));
         }
-        if room.rate_burst == 0 {
-            return Err(ConfigError::bad("room.rate_burst", "must be at least 1"));
-        }
-        if !(room.rate_per_sec.is_finite() && room.rate_per_sec > 0.0) {
-            return Err(ConfigError::bad(
-                "room.rate_per_sec",
-                "must be a positive number",
-            ));
-        }
+        let security = &self.security;
+        check_rate(
+            ("room.rate_burst", room.rate_burst),
+            ("room.rate_per_sec", room.rate_per_sec),
+        )?;
+        check_rate(
+            ("room.address_burst", room.address_burst),
+            ("room.address_per_sec", room.address_per_sec),
+        )?;
+        check_rate(
+            ("security.login_burst", security.login_burst),
+            ("security.login_per_sec", security.login_per_sec),
+        )?;
         if !(1..=3600).contains(&self.presence.leave_grace_secs) {
             return Err(ConfigError::bad(
                 "presence.leave_grace_secs",
@@ -397,6 +407,24 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// A token bucket's settings (each with its key): a burst of 1 to 1,000,000 and a rate
+/// above 0, at most 1,000,000 a second.
+fn check_rate(
+    (burst_key, burst): (&str, u32),
+    (rate_key, per_sec): (&str, f64),
+) -> Result<(), ConfigError> {
+    if !(1..=1_000_000).contains(&burst) {
+        return Err(ConfigError::bad(burst_key, "must be 1 to 1,000,000"));
+    }
+    if !(per_sec.is_finite() && per_sec > 0.0 && per_sec <= 1_000_000.0) {
+        return Err(ConfigError::bad(
+            rate_key,
+            "must be a number above 0, at most 1,000,000",
+        ));
+    }
+    Ok(())
 }
 
 impl RoomSettings {

@@ -58,6 +58,15 @@ impl AppError {
 /// What a post refused during a store outage is told to wait.
 const STORE_RETRY_AFTER_SECS: u64 = 2;
 
+impl AppError {
+    /// Refused by a rate limit; `Retry-After` is the wait in whole seconds, at least one.
+    pub fn rate_limited(wait: std::time::Duration) -> Self {
+        Self::RateLimited {
+            retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,

@@ -21,6 +21,45 @@ impl TrustedProxies {
             .is_some_and(|peer| self.0.contains(&peer.ip()))
     }
 
+    /// Who a request is from, for limits per client: the peer's address, or behind a
+    /// trusted proxy the nearest address in `X-Forwarded-For` that is not one of ours
+    /// (proxies append, so the entries left of it are the client's own claims). IPv6 counts
+    /// by its /64, which one host usually holds whole.
+    pub fn client_address(&self, req: &HttpRequest) -> String {
+        let Some(peer) = req.peer_addr().map(|p| p.ip()) else {
+            return "unknown".to_owned();
+        };
+        let mut client = peer;
+        if self.0.contains(&peer) {
+            let hops = req
+                .headers()
+                .get_all("x-forwarded-for")
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .collect::<Vec<_>>();
+            for hop in hops.iter().rev() {
+                let Ok(ip) = hop.parse::<IpAddr>() else {
+                    break;
+                };
+                client = ip;
+                if !self.0.contains(&ip) {
+                    break;
+                }
+            }
+        }
+        match client {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = v6.segments();
+                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
+        }
+    }
+
     /// The origin the browser addressed: `scheme://host[:port]`.
     pub fn origin(&self, req: &HttpRequest) -> String {
         if self.trusts(req) {
@@ -50,6 +89,35 @@ mod tests {
             .insert_header(("X-Forwarded-Host", "chat.example"))
             .insert_header(("X-Forwarded-Proto", "https"))
             .to_http_request()
+    }
+
+    #[test]
+    fn the_client_address_is_the_peer_or_the_nearest_untrusted_forwarded_hop() {
+        let proxies = TrustedProxies::new(vec![
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.9".parse().unwrap(),
+        ]);
+        let with = |peer: &str, xff: &str| {
+            let req = TestRequest::default()
+                .peer_addr(peer.parse().unwrap())
+                .insert_header(("X-Forwarded-For", xff))
+                .to_http_request();
+            proxies.client_address(&req)
+        };
+        // An untrusted peer's header is ignored.
+        assert_eq!(with("192.0.2.7:1", "203.0.113.5"), "192.0.2.7");
+        // Through our proxy: the client it saw, not what the client claimed before it.
+        assert_eq!(with("10.0.0.1:1", "1.2.3.4, 203.0.113.5"), "203.0.113.5");
+        // Through two of ours.
+        assert_eq!(
+            with("10.0.0.1:1", "1.2.3.4, 203.0.113.5, 10.0.0.9"),
+            "203.0.113.5"
+        );
+        // A garbled header leaves the nearest good hop.
+        assert_eq!(with("10.0.0.1:1", "junk"), "10.0.0.1");
+        // IPv6 by /64; v4-mapped as v4.
+        assert_eq!(with("[2001:db8:1:2:3:4:5:6]:1", ""), "2001:db8:1:2::/64");
+        assert_eq!(with("[::ffff:192.0.2.1]:1", ""), "192.0.2.1");
     }
 
     #[test]

@@ -21,8 +21,14 @@ impl Poster {
         Self { store, max_chars }
     }
 
-    /// Posts `raw_body` as `login`; answers once the message is in the room.
-    pub async fn post(&self, login: &Login, raw_body: &str) -> Result<Arc<Entry>, AppError> {
+    /// Posts `raw_body` as `login` from the client `address`; answers once the message is
+    /// in the room.
+    pub async fn post(
+        &self,
+        login: &Login,
+        address: &str,
+        raw_body: &str,
+    ) -> Result<Arc<Entry>, AppError> {
         let body = MessageBody::parse(raw_body, self.max_chars)?;
         let draft = Draft {
             from: login.name.clone(),
@@ -30,7 +36,7 @@ impl Poster {
             kind: Kind::Message,
         };
         // The rate is charged by the store, after validation: a refused message costs none.
-        let entry = self.store.append(login, draft).await?;
+        let entry = self.store.append(login, address, draft).await?;
         tracing::debug!(user = %login.name, id = %entry.message.id, "message posted");
         Ok(entry)
     }

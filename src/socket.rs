@@ -35,6 +35,7 @@ const WRITE_BATCH: u64 = 64;
 /// How often a blocked write looks at how far behind its client has fallen.
 const LAG_CHECK: Duration = Duration::from_millis(50);
 const TOO_SLOW: &str = "too slow; reconnect with your cursor";
+const LOGGED_OUT: &str = "logged out";
 
 /// A post over the socket: exactly these keys.
 #[derive(Deserialize)]
@@ -69,14 +70,23 @@ pub struct SocketContext {
 #[derive(Clone)]
 pub struct SocketLimits {
     per_login: usize,
-    open: Arc<Mutex<HashMap<LoginId, usize>>>,
+    open: Arc<Mutex<HashMap<LoginId, LoginSockets>>>,
     metrics: Arc<Metrics>,
+}
+
+/// One login's open sockets here.
+struct LoginSockets {
+    count: usize,
+    /// Set to true when the login is ended (logout): every socket of it closes.
+    ended: tokio::sync::watch::Sender<bool>,
 }
 
 /// A socket's place: counted per login and in the metrics until dropped.
 pub struct SocketSlot {
     limits: SocketLimits,
     login_id: LoginId,
+    /// Turns true when the login is ended.
+    ended: tokio::sync::watch::Receiver<bool>,
 }
 
 impl SocketLimits {
@@ -90,16 +100,32 @@ impl SocketLimits {
 
     pub fn acquire(&self, login_id: &LoginId) -> Result<SocketSlot, AppError> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(login_id.clone()).or_insert(0);
-        if *count >= self.per_login {
+        let sockets = open
+            .entry(login_id.clone())
+            .or_insert_with(|| LoginSockets {
+                count: 0,
+                ended: tokio::sync::watch::Sender::new(false),
+            });
+        if sockets.count >= self.per_login {
             return Err(AppError::TooManySockets);
         }
-        *count += 1;
+        sockets.count += 1;
         self.metrics.sockets.fetch_add(1, Relaxed);
         Ok(SocketSlot {
             limits: self.clone(),
             login_id: login_id.clone(),
+            ended: sockets.ended.subscribe(),
         })
+    }
+
+    /// Closes every socket of the logins `is_ended` picks (1008).
+    pub fn end_logins(&self, is_ended: impl Fn(&LoginId) -> bool) {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, sockets) in open.iter() {
+            if is_ended(id) {
+                sockets.ended.send_replace(true);
+            }
+        }
     }
 }
 
@@ -107,9 +133,9 @@ impl Drop for SocketSlot {
     fn drop(&mut self) {
         self.limits.metrics.sockets.fetch_sub(1, Relaxed);
         let mut open = self.limits.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = open.get_mut(&self.login_id) {
-            *count -= 1;
-            if *count == 0 {
+        if let Some(sockets) = open.get_mut(&self.login_id) {
+            sockets.count -= 1;
+            if sockets.count == 0 {
                 open.remove(&self.login_id);
             }
         }
@@ -119,6 +145,8 @@ impl Drop for SocketSlot {
 pub struct SocketConnection {
     pub context: Arc<SocketContext>,
     pub login: Rc<Login>,
+    /// The client's address (see `forwarded`), for its posting budget.
+    pub address: Rc<str>,
     /// The `_xsrf` cookie sent with the upgrade: posts must carry the same token.
     pub xsrf_cookie: Option<String>,
     pub session: Session,
@@ -126,6 +154,7 @@ pub struct SocketConnection {
     /// Set when the client announced a frame over `max_frame_bytes`: its messages end.
     pub oversize: Oversize,
     pub subscription: Subscription,
+    /// Also says when the login is ended (logout, here or on another instance).
     pub slot: SocketSlot,
     /// Counts the login as online while the socket is open.
     pub online: Option<Connection>,
@@ -194,6 +223,10 @@ pub async fn serve(mut conn: SocketConnection) {
 async fn run(conn: &mut SocketConnection) -> End {
     let metrics = conn.context.metrics.clone();
     let ping_every = conn.context.ping_interval;
+    // Ended between the upgrade's login check and taking the slot.
+    if *conn.slot.ended.borrow_and_update() {
+        return End::Close(CloseCode::Policy, LOGGED_OUT);
+    }
     let deadline = write_deadline(ping_every);
     if let Some(replay) = conn.subscription.replay.take() {
         if !write(&mut conn.session, replay, deadline).await {
@@ -279,6 +312,11 @@ async fn run(conn: &mut SocketConnection) -> End {
                     Some(Err(_)) => return End::Close(CloseCode::Protocol, "protocol error"),
                 }
             }
+            _ = conn.slot.ended.changed() => {
+                if *conn.slot.ended.borrow() {
+                    return End::Close(CloseCode::Policy, LOGGED_OUT);
+                }
+            }
             _ = ping.tick() => {
                 if last_answer.elapsed() > ping_every * 2 {
                     // Not reading (or gone without a word): a close frame would not be
@@ -354,7 +392,11 @@ async fn handle_post(conn: &mut SocketConnection, text: &str) -> Option<End> {
         tracing::info!(user = %conn.login.name, %error, "socket post refused");
         return Some(End::Close(CloseCode::Policy, "missing or bad _xsrf"));
     }
-    match context.poster.post(&conn.login, &post.body).await {
+    match context
+        .poster
+        .post(&conn.login, &conn.address, &post.body)
+        .await
+    {
         // The sender gets its own message through the feed, like everyone else.
         Ok(_) => None,
         Err(AppError::ShuttingDown) => Some(End::Close(CloseCode::Away, "server shutting down")),

@@ -15,9 +15,10 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 use rand::RngCore;
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::assets::{AssetError, Assets, EmbeddedStatic};
-use crate::auth::{LoginReader, USER_COOKIE};
+use crate::auth::{unix_now, LoginReader, Revocations, USER_COOKIE};
 use crate::config::{Backend, Settings};
 use crate::connections::{limit_connections, ConnectionLimit};
 use crate::forwarded::TrustedProxies;
@@ -60,6 +61,8 @@ pub enum StartupError {
     Store(#[from] StoreStartError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error("cannot load the ended logins from Redis: {0}")]
+    Revocations(redis::RedisError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -97,7 +100,9 @@ impl Application {
         let (hub, store) = start_room(&settings, templates.clone(), metrics.clone()).await?;
         let reader_pause = store.reader_pause();
         let presence = start_presence(&settings, &hub, &store);
-        let poster = Poster::new(Arc::new(store), settings.room.max_message_chars);
+        let revocations = start_revocations(&store).await?;
+        let store = Arc::new(store);
+        let poster = Poster::new(store.clone(), settings.room.max_message_chars);
         let sockets = Arc::new(SocketContext {
             poster: poster.clone(),
             presence: presence.clone(),
@@ -108,10 +113,13 @@ impl Application {
             max_frame_bytes: settings.websocket.max_frame_bytes,
             backlog: SOCKET_BACKLOG,
         });
+        close_sockets_of_ended_logins(&revocations, sockets.limits.clone());
         let shutting_down = Arc::new(AtomicBool::new(false));
         let routes = Arc::new(Routes {
             state: web::Data::new(AppState {
                 hub: hub.clone(),
+                store,
+                revocations: revocations.clone(),
                 templates,
                 xsrf,
                 poster,
@@ -120,6 +128,10 @@ impl Application {
                 metrics: metrics.clone(),
                 security: settings.security.clone(),
                 proxies: TrustedProxies::new(settings.server.trusted_proxies()),
+                login_rate: RateLimiter::new(
+                    settings.security.login_burst,
+                    settings.security.login_per_sec,
+                ),
                 poll_timeout: settings.room.poll_timeout(),
                 form_limit_bytes: settings.room.form_limit_bytes(),
                 body_timeout: Duration::from_secs(settings.server.body_timeout_secs),
@@ -128,6 +140,7 @@ impl Application {
             logins: web::Data::new(LoginReader::new(
                 session_key.clone(),
                 settings.security.cookie_max_age_days,
+                revocations,
             )),
             embedded: web::Data::new(EmbeddedStatic::new()),
             assets,
@@ -249,8 +262,17 @@ async fn start_room(
         Backend::Memory => {
             metrics.store_up.store(1, Relaxed);
             let hub = HubHandle::start(hub_config(LogStart::new_epoch()), metrics);
-            let rate = RateLimiter::new(settings.room.rate_burst, settings.room.rate_per_sec);
-            Ok((hub.clone(), Store::Memory { hub, rate }))
+            let room = &settings.room;
+            let rate = RateLimiter::new(room.rate_burst, room.rate_per_sec);
+            let address_rate = RateLimiter::new(room.address_burst, room.address_per_sec);
+            Ok((
+                hub.clone(),
+                Store::Memory {
+                    hub,
+                    rate,
+                    address_rate,
+                },
+            ))
         }
         Backend::Redis => {
             let redis = RedisSettings {
@@ -259,6 +281,8 @@ async fn start_room(
                 cache_size: settings.room.cache_size,
                 rate_burst: settings.room.rate_burst,
                 rate_per_sec: settings.room.rate_per_sec,
+                address_burst: settings.room.address_burst,
+                address_per_sec: settings.room.address_per_sec,
             };
             let (opened, log) = RedisStore::open(redis, templates.clone(), metrics.clone()).await?;
             let hub = HubHandle::start(hub_config(log), metrics);
@@ -268,6 +292,49 @@ async fn start_room(
 }
 
 /// Presence on the same store as the room: in this process, or in Redis for every instance.
+/// The ended logins: with Redis, loaded before the server answers anyone (so a restart
+/// does not bring a logged-out cookie back) and followed from then on.
+async fn start_revocations(store: &Store) -> Result<Arc<Revocations>, StartupError> {
+    let revocations = Arc::new(Revocations::default());
+    if let Store::Redis(redis) = store {
+        let redis = redis.revocations();
+        let (ended, after) = redis.load().await.map_err(StartupError::Revocations)?;
+        tracing::info!(logins = ended.len(), "ended logins loaded from Redis");
+        revocations.apply(ended);
+        let target = Arc::downgrade(&revocations);
+        redis.follow(after, move |ended| {
+            let Some(target) = target.upgrade() else {
+                return false;
+            };
+            target.apply(ended);
+            true
+        });
+    }
+    Ok(revocations)
+}
+
+/// Closes (1008) the sockets of every login as it is ended, here or on another instance.
+fn close_sockets_of_ended_logins(revocations: &Arc<Revocations>, limits: SocketLimits) {
+    let mut ended = revocations.subscribe();
+    // Weak, so the task ends (its channel closes) when the server is dropped.
+    let revocations = Arc::downgrade(revocations);
+    tokio::spawn(async move {
+        loop {
+            match ended.recv().await {
+                Ok(id) => limits.end_logins(|open| *open == id),
+                Err(RecvError::Lagged(_)) => {
+                    let Some(revocations) = revocations.upgrade() else {
+                        return;
+                    };
+                    let now = unix_now();
+                    limits.end_logins(|open| revocations.is_revoked(open, now));
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
 fn start_presence(settings: &Settings, hub: &HubHandle, store: &Store) -> Presence {
     if !settings.presence.enabled {
         return Presence::off();

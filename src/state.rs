@@ -7,18 +7,24 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::Revocations;
 use crate::config::SecuritySettings;
 use crate::forwarded::TrustedProxies;
 use crate::hub::HubHandle;
 use crate::metrics::Metrics;
 use crate::posting::Poster;
 use crate::presence::Presence;
+use crate::rate::RateLimiter;
 use crate::socket::SocketContext;
+use crate::store::Store;
 use crate::templates::Templates;
 use crate::xsrf::XsrfKey;
 
 pub struct AppState {
     pub hub: HubHandle,
+    /// Posts go through `poster`; logouts are recorded here directly.
+    pub store: Arc<Store>,
+    pub revocations: Arc<Revocations>,
     pub templates: Arc<Templates>,
     pub xsrf: XsrfKey,
     pub poster: Poster,
@@ -27,6 +33,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub security: SecuritySettings,
     pub proxies: TrustedProxies,
+    /// New logins per client address (this instance's count).
+    pub login_rate: RateLimiter,
     /// How long a long poll is held before an empty answer.
     pub poll_timeout: Duration,
     /// Largest POST body; past it, 413.

@@ -1,12 +1,14 @@
 //! `GET /auth/login` (the fake login) and `GET /auth/logout`.
 
+use std::time::Instant;
+
 use actix_session::Session;
 use actix_web::cookie::Cookie;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer};
 
-use crate::auth::Login;
+use crate::auth::{CurrentUser, Login};
 use crate::domain::{LocalPath, UserName};
 use crate::error::AppError;
 use crate::form;
@@ -35,6 +37,13 @@ pub(super) async fn log_in(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let query: LoginQuery = form::decode(req.query_string().as_bytes())?;
+    // Logins are free to make, so without this one client could make as many as it
+    // likes, each with its own posting budget and socket cap.
+    let address = state.proxies.client_address(&req);
+    state
+        .login_rate
+        .check(&address, Instant::now())
+        .map_err(AppError::rate_limited)?;
     let login = Login::new(query.name.unwrap_or_else(UserName::random));
     let next = query.next.unwrap_or_else(LocalPath::root);
     login.save(&session)?;
@@ -52,10 +61,21 @@ pub(super) async fn log_in(
         .finish())
 }
 
+/// Ends the login everywhere, not just in this browser: a copy of the cookie is refused
+/// from now on, and the login's open sockets close (1008) on every instance.
 pub(super) async fn log_out(
     session: Session,
+    user: Option<CurrentUser>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
+    if let Some(CurrentUser(login)) = user {
+        let until = login.expires_at(state.security.cookie_max_age_days);
+        // Recorded for the other instances first: if that fails the user is told (503)
+        // and can try again, rather than believing a copy of the cookie is dead.
+        state.store.revoke(&login.id, until).await?;
+        state.revocations.apply([(login.id.clone(), until)]);
+        tracing::info!(user = %login.name, "logged out");
+    }
     session.purge();
     let html = state
         .templates

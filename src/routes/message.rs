@@ -38,7 +38,8 @@ pub(super) async fn post_message(
 ) -> Result<HttpResponse, AppError> {
     let body = read_body(&req, payload, &state).await?;
     let form: PostForm = checked_form(&req, &body, &state, &login)?;
-    let entry = state.poster.post(&login, &form.body).await?;
+    let address = state.proxies.client_address(&req);
+    let entry = state.poster.post(&login, &address, &form.body).await?;
     Ok(match form.next {
         Some(next) => HttpResponse::Found()
             .insert_header((header::LOCATION, next.as_str()))

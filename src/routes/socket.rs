@@ -65,6 +65,7 @@ pub(super) async fn open_socket(
     let connection = socket::serve(SocketConnection {
         context,
         login,
+        address: state.proxies.client_address(&req).into(),
         xsrf_cookie,
         session,
         messages,

@@ -7,11 +7,13 @@ mod redis;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::auth::Login;
+use crate::auth::{Login, LoginId};
 use crate::error::AppError;
 use crate::hub::{AppendError, Draft, Entry, HubHandle};
 use crate::rate::RateLimiter;
-pub use redis::{ReaderPause, RedisPresence, RedisSettings, RedisStore, StoreStartError};
+pub use redis::{
+    ReaderPause, RedisPresence, RedisRevocations, RedisSettings, RedisStore, StoreStartError,
+};
 
 /// Why a post was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +34,7 @@ impl From<StoreError> for AppError {
         match error {
             StoreError::Closed => Self::ShuttingDown,
             StoreError::Unavailable => Self::StoreUnavailable,
-            StoreError::RateLimited(wait) => Self::RateLimited {
-                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-            },
+            StoreError::RateLimited(wait) => Self::rate_limited(wait),
             StoreError::Internal(cause) => Self::Internal(cause.into()),
         }
     }
@@ -53,7 +53,10 @@ pub enum Store {
     /// The hub is the store; the rate limit is this process's.
     Memory {
         hub: HubHandle,
+        /// Per login.
         rate: RateLimiter,
+        /// Per client address, across its logins.
+        address_rate: RateLimiter,
     },
     Redis(RedisStore),
 }
@@ -67,19 +70,38 @@ impl Store {
         }
     }
 
-    /// Stores a post of `login`'s (after its rate check) and returns it once this
-    /// instance's room has it.
-    pub async fn append(&self, login: &Login, draft: Draft) -> Result<Arc<Entry>, StoreError> {
+    /// Records a logout for every instance; the in-memory room has only this one, whose
+    /// `Revocations` the caller updates.
+    pub async fn revoke(&self, id: &LoginId, until: u64) -> Result<(), StoreError> {
         match self {
-            Self::Memory { hub, rate } => {
-                rate.check(login.id.as_str(), Instant::now())
+            Self::Memory { .. } => Ok(()),
+            Self::Redis(redis) => redis.revocations().revoke(id, until).await,
+        }
+    }
+
+    /// Stores a post of `login`'s from `address` (after both rate checks) and returns it
+    /// once this instance's room has it.
+    pub async fn append(
+        &self,
+        login: &Login,
+        address: &str,
+        draft: Draft,
+    ) -> Result<Arc<Entry>, StoreError> {
+        match self {
+            Self::Memory {
+                hub,
+                rate,
+                address_rate,
+            } => {
+                let now = Instant::now();
+                RateLimiter::check_both((rate, login.id.as_str()), (address_rate, address), now)
                     .map_err(StoreError::RateLimited)?;
                 Ok(hub.append(draft).await?)
             }
             // Boxed: the Redis post is a large future, and every socket's task holds a
             // post's future inline; unboxed it cost each socket about 1 KiB, memory
             // store or not.
-            Self::Redis(redis) => Box::pin(redis.append(login, draft)).await,
+            Self::Redis(redis) => Box::pin(redis.append(login, address, draft)).await,
         }
     }
 }

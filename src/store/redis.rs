@@ -8,7 +8,11 @@
 //!   makes a new one, and every instance sees its entries carry it: clients get `reset`.
 //! - `P:post:{uuid}`: the id a post was stored under, kept 5 minutes, so a write retried
 //!   after its outcome was lost (a dropped connection) is not stored twice.
-//! - `P:rate:{login}`: the login's token bucket, one budget across instances.
+//! - `P:rate:{login}` and `P:arate:{address}`: the token buckets of a login and of a client
+//!   address, one budget across instances.
+//! - `P:revoked`, a sorted set: logins ended by logout, scored by when their cookie
+//!   expires (the end of the revocation); `P:revocations`, a short stream announcing each
+//!   one to the other instances' followers.
 //!
 //! A post is one script (rate, idempotency, epoch, `XADD`): one round trip, one write.
 //! Each instance tails the stream with one blocking `XREAD` on a connection of its own (a
@@ -27,7 +31,7 @@ use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadRe
 use redis::{AsyncCommands, AsyncConnectionConfig, Client, RedisError, Script};
 
 use super::StoreError;
-use crate::auth::{Login, LoginId};
+use crate::auth::{unix_now, Login, LoginId};
 use crate::domain::{Epoch, Kind, MessageBody, MessageId, Position, UserName};
 use crate::hub::{Draft, Entry, HubHandle, LogStart};
 use crate::metrics::Metrics;
@@ -48,23 +52,36 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
 /// The post: rate, idempotency, epoch and append in one step.
-/// KEYS: log, epoch, post, rate. ARGV: post ttl, maxlen, from, body, burst, per second,
-/// a new epoch (used only if there is none).
-/// Returns `{"ok", "<epoch>-<stream id>"}` or `{"rate", "<ms to wait>"}`.
+/// KEYS: log, epoch, post, login's rate, address's rate. ARGV: post ttl, maxlen, from, body,
+/// login burst, login per second, a new epoch (used only if there is none), address burst,
+/// address per second.
+/// Returns `{"ok", "<epoch>-<stream id>"}` or `{"rate", "<ms to wait>"}`. A post is charged
+/// to both buckets only when both have a token.
 const APPEND_SCRIPT: &str = r"
 local done = redis.call('GET', KEYS[3])
 if done then return {'ok', done} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local burst = tonumber(ARGV[5])
-local per_ms = tonumber(ARGV[6]) / 1000
-local bucket = redis.call('HMGET', KEYS[4], 'tokens', 'at')
-local tokens = bucket[1] and tonumber(bucket[1]) or burst
-local at = bucket[2] and tonumber(bucket[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - at) * per_ms)
-if tokens < 1 then return {'rate', tostring(math.ceil((1 - tokens) / per_ms))} end
-redis.call('HSET', KEYS[4], 'tokens', tostring(tokens - 1), 'at', tostring(now))
-redis.call('PEXPIRE', KEYS[4], math.ceil(burst / per_ms) + 1000)
+local function level(key, burst, per_ms)
+  local bucket = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens = bucket[1] and tonumber(bucket[1]) or burst
+  local at = bucket[2] and tonumber(bucket[2]) or now
+  return math.min(burst, tokens + math.max(0, now - at) * per_ms)
+end
+local buckets = {
+  {KEYS[4], tonumber(ARGV[5]), tonumber(ARGV[6]) / 1000},
+  {KEYS[5], tonumber(ARGV[8]), tonumber(ARGV[9]) / 1000},
+}
+local wait = 0
+for _, b in ipairs(buckets) do
+  b[4] = level(b[1], b[2], b[3])
+  if b[4] < 1 then wait = math.max(wait, math.ceil((1 - b[4]) / b[3])) end
+end
+if wait > 0 then return {'rate', tostring(wait)} end
+for _, b in ipairs(buckets) do
+  redis.call('HSET', b[1], 'tokens', tostring(b[4] - 1), 'at', tostring(now))
+  redis.call('PEXPIRE', b[1], math.ceil(b[2] / b[3]) + 1000)
+end
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
   epoch = ARGV[7]
@@ -122,6 +139,8 @@ pub struct RedisSettings {
     pub cache_size: usize,
     pub rate_burst: u32,
     pub rate_per_sec: f64,
+    pub address_burst: u32,
+    pub address_per_sec: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +156,8 @@ struct Keys {
     epoch: String,
     online: String,
     who: String,
+    revoked: String,
+    revocations: String,
     prefix: String,
 }
 
@@ -147,6 +168,8 @@ impl Keys {
             epoch: format!("{prefix}:epoch"),
             online: format!("{prefix}:online"),
             who: format!("{prefix}:who"),
+            revoked: format!("{prefix}:revoked"),
+            revocations: format!("{prefix}:revocations"),
             prefix: prefix.to_owned(),
         }
     }
@@ -250,9 +273,136 @@ impl RedisPresence {
     }
 }
 
+/// Logouts kept in Redis for every instance and for restarts.
+pub struct RedisRevocations {
+    shared: Arc<Shared>,
+    writer: ConnectionManager,
+}
+
+/// Announcements kept in `P:revocations`: enough for a follower's short outage; after a
+/// longer one it reloads the set.
+const REVOCATIONS_KEPT: usize = 1000;
+
+impl RedisRevocations {
+    /// Records that `id` is ended until `until` (Unix seconds), for every instance.
+    pub async fn revoke(&self, id: &LoginId, until: u64) -> Result<(), StoreError> {
+        let keys = &self.shared.keys;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .zadd(&keys.revoked, id.as_str(), until)
+            .ignore()
+            .zrembyscore(&keys.revoked, "-inf", unix_now())
+            .ignore()
+            .cmd("XADD")
+            .arg(&keys.revocations)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(REVOCATIONS_KEPT)
+            .arg("*")
+            .arg("l")
+            .arg(id.as_str())
+            .arg("u")
+            .arg(until)
+            .ignore();
+        let mut writer = self.writer.clone();
+        match tokio::time::timeout(WRITE_DEADLINE, pipe.query_async::<()>(&mut writer)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "logout not recorded in Redis");
+                Err(StoreError::Unavailable)
+            }
+            Err(_) => Err(StoreError::Unavailable),
+        }
+    }
+
+    /// Every login still ended, and the announcement to follow on from.
+    pub async fn load(&self) -> Result<(Vec<(LoginId, u64)>, String), RedisError> {
+        let keys = &self.shared.keys;
+        let mut writer = self.writer.clone();
+        // The position first: whatever is announced after it is read by the follower,
+        // whatever came before is in the set.
+        let newest: StreamRangeReply = writer
+            .xrevrange_count(&keys.revocations, "+", "-", 1)
+            .await?;
+        let after = newest
+            .ids
+            .first()
+            .map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
+        let all: Vec<(String, u64)> = writer
+            .zrangebyscore_withscores(&keys.revoked, unix_now() + 1, "+inf")
+            .await?;
+        let ended = all
+            .into_iter()
+            .filter_map(|(id, until)| Some((LoginId::parse(&id)?, until)))
+            .collect();
+        Ok((ended, after))
+    }
+
+    /// Hands every login ended from `after` on to `apply`, until `apply` says false (the
+    /// server is gone); after an outage it reloads the whole set, since announcements may
+    /// have been trimmed meanwhile.
+    pub fn follow(
+        self,
+        mut after: String,
+        apply: impl Fn(Vec<(LoginId, u64)>) -> bool + Send + 'static,
+    ) {
+        tokio::spawn(async move {
+            let options = StreamReadOptions::default()
+                .block(READ_BLOCK.as_millis() as usize)
+                .count(READ_COUNT);
+            let mut attempts = 0;
+            loop {
+                let failure = match self.shared.reader_connection().await {
+                    Ok(mut conn) => loop {
+                        let reply: StreamReadReply = match conn
+                            .xread_options(&[&self.shared.keys.revocations], &[&after], &options)
+                            .await
+                        {
+                            Ok(reply) => reply,
+                            Err(error) => break error,
+                        };
+                        attempts = 0;
+                        let ids = reply.keys.iter().flat_map(|k| &k.ids);
+                        let mut ended = Vec::new();
+                        for item in ids {
+                            after.clone_from(&item.id);
+                            let id = item.get::<String>("l").and_then(|l| LoginId::parse(&l));
+                            if let (Some(id), Some(until)) = (id, item.get::<u64>("u")) {
+                                ended.push((id, until));
+                            }
+                        }
+                        if !apply(ended) {
+                            return;
+                        }
+                    },
+                    Err(error) => error,
+                };
+                // The reader of the log reports outages; this one only retries.
+                tracing::debug!(error = %failure, "revocations not followed");
+                tokio::time::sleep(backoff(attempts)).await;
+                attempts += 1;
+                if let Ok((ended, newest)) = self.load().await {
+                    if !apply(ended) {
+                        return;
+                    }
+                    after = newest;
+                }
+            }
+        });
+    }
+}
+
 impl RedisStore {
     pub fn reader_pause(&self) -> ReaderPause {
         self.pause.clone()
+    }
+
+    /// Logouts on the same Redis, keys and connection.
+    pub fn revocations(&self) -> RedisRevocations {
+        RedisRevocations {
+            shared: self.shared.clone(),
+            writer: self.writer.clone(),
+        }
     }
 
     /// Presence on the same Redis, keys and connection.
@@ -315,25 +465,30 @@ impl RedisStore {
     pub(super) async fn append(
         &self,
         login: &Login,
+        address: &str,
         draft: Draft,
     ) -> Result<Arc<Entry>, StoreError> {
         let keys = &self.shared.keys;
         let settings = &self.shared.settings;
         let post_key = format!("{}:post:{}", keys.prefix, uuid::Uuid::new_v4().simple());
         let rate_key = format!("{}:rate:{}", keys.prefix, login.id.as_str());
+        let address_key = format!("{}:arate:{address}", keys.prefix);
         let mut invocation = self.append.prepare_invoke();
         invocation
             .key(&keys.log)
             .key(&keys.epoch)
             .key(&post_key)
             .key(&rate_key)
+            .key(&address_key)
             .arg(IDEMPOTENCY_TTL_SECS)
             .arg(settings.cache_size)
             .arg(draft.from.as_str())
             .arg(draft.body.as_str())
             .arg(settings.rate_burst)
             .arg(settings.rate_per_sec)
-            .arg(Epoch::random().as_str());
+            .arg(Epoch::random().as_str())
+            .arg(settings.address_burst)
+            .arg(settings.address_per_sec);
         let deadline = Instant::now() + WRITE_DEADLINE;
         let mut attempt = 0;
         let reply: Vec<String> = loop {

@@ -62,6 +62,12 @@ impl TestApp {
         settings.security.cookie_secret = chatdemo::config::Secret::new(TEST_SECRET.into());
         settings.room.rate_burst = 100_000;
         settings.room.rate_per_sec = 100_000.0;
+        // Every test client comes from 127.0.0.1; the limits per address have their own
+        // tests (`limits`).
+        settings.room.address_burst = 1_000_000;
+        settings.room.address_per_sec = 1_000_000.0;
+        settings.security.login_burst = 1_000_000;
+        settings.security.login_per_sec = 1_000_000.0;
         // Join and leave notices are entries of the room; tests about messages count the
         // room exactly, so only the presence tests turn them on.
         settings.presence.notices = false;
@@ -163,6 +169,18 @@ impl TestUser {
         let response = user.get(&path).await;
         assert_eq!(response.status(), 302, "login redirects");
         user
+    }
+
+    /// Another client holding a copy of this one's cookies, as a thief would.
+    pub fn copy(&self) -> Self {
+        let thief = Self::anonymous_at(&self.base);
+        let url: url::Url = self.base.parse().unwrap();
+        if let Some(cookies) = self.jar.cookies(&url) {
+            for pair in cookies.to_str().unwrap().split("; ") {
+                thief.jar.add_cookie_str(&format!("{pair}; Path=/"), &url);
+            }
+        }
+        thief
     }
 
     /// The same login (cookies do not separate ports) talking to another server.

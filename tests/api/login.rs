@@ -1,4 +1,6 @@
-use crate::helpers::{TestApp, TEST_SECRET};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{close_code, TestApp, TEST_SECRET};
 
 #[tokio::test]
 async fn the_page_redirects_to_login_when_logged_out() {
@@ -189,4 +191,54 @@ async fn an_expired_login_is_refused_by_the_server() {
     assert_eq!(get_with(forged_user_cookie(now - 60)).await, 200);
     // ... and one older than 30 days is not, whatever the browser kept.
     assert_eq!(get_with(forged_user_cookie(now - 31 * 86_400)).await, 302);
+}
+
+#[tokio::test]
+async fn logout_ends_every_copy_of_the_login_and_closes_its_sockets() {
+    let app = TestApp::spawn().await;
+    let user = app.login(Some("victim")).await;
+    let thief = user.copy();
+    assert_eq!(
+        thief.get("/").await.status(),
+        200,
+        "the copy works before logout"
+    );
+    let mut socket = thief.socket(None).await;
+    let mut own_socket = user.socket(None).await;
+    let other = app.login(Some("bystander")).await;
+    let mut bystander = other.socket(None).await;
+
+    assert_eq!(user.get("/auth/logout").await.status(), 200);
+    let started = Instant::now();
+    assert_eq!(close_code(&mut socket).await, 1008);
+    assert_eq!(close_code(&mut own_socket).await, 1008);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let post = thief.say("after logout").await;
+    assert_eq!(post.status(), 403);
+    let page = thief.get("/").await;
+    assert_eq!(page.status(), 302);
+    assert!(page.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/auth/login"));
+    assert_eq!(
+        thief.post_form("/a/message/updates", &[]).await.status(),
+        403
+    );
+    assert!(
+        thief.socket_with(None, Some(&app.address)).await.is_err(),
+        "no new socket"
+    );
+    // Another login is untouched: its socket still gets the room.
+    let said = other.say_ok("still here").await;
+    let batch = crate::helpers::next_batch(&mut bystander).await;
+    assert_eq!(batch.messages, [said]);
+    // Logging in again makes a new login that works.
+    let again = app.login(Some("victim")).await;
+    assert_eq!(again.say("back").await.status(), 200);
 }

@@ -10,6 +10,7 @@ mod bad_input;
 mod delivery;
 mod deployment;
 mod hostile;
+mod limits;
 mod login;
 mod modules;
 mod page;

@@ -37,6 +37,9 @@ impl Server {
             .env("NO_COLOR", "1")
             // As in `TestApp`: presence notices only where a test asks for them.
             .env("CHATDEMO_PRESENCE__NOTICES", "false")
+            // As in `TestApp`: every client is 127.0.0.1.
+            .env("CHATDEMO_SECURITY__LOGIN_BURST", "1000000")
+            .env("CHATDEMO_ROOM__ADDRESS_BURST", "1000000")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);

@@ -409,6 +409,28 @@ async fn one_login_has_one_rate_budget_across_instances() {
 }
 
 #[tokio::test]
+async fn one_address_has_one_posting_budget_across_instances_and_logins() {
+    let Some(redis) = RedisServer::start("one_address_has_one_budget").await else {
+        return;
+    };
+    let limited = |s: &mut chatdemo::Settings| {
+        s.room.address_burst = 4;
+        s.room.address_per_sec = 0.01;
+    };
+    let a = instance_with(&redis, "arate", limited).await;
+    let b = instance_with(&redis, "arate", limited).await;
+    // Four fresh logins, one post each, over both instances: the address's burst.
+    for at in [&a, &b, &a, &b] {
+        at.login(None).await.say_ok("within the burst").await;
+    }
+    for at in [&a, &b] {
+        let refused = at.login(None).await.say("a fifth login").await;
+        assert_eq!(refused.status(), 429);
+        assert!(refused.headers().contains_key("retry-after"));
+    }
+}
+
+#[tokio::test]
 async fn an_outage_is_logged_once_however_many_retries_it_takes() {
     let Some(mut redis) = RedisServer::start("an_outage_is_logged_once").await else {
         return;
@@ -454,4 +476,60 @@ async fn an_outage_is_logged_once_however_many_retries_it_takes() {
     let count = |text: &str| log.iter().filter(|l| l.contains(text)).count();
     assert_eq!(count("Redis unreachable"), 1, "{log:#?}");
     assert_eq!(count("Redis reachable again"), 1, "{log:#?}");
+}
+
+#[tokio::test]
+async fn logout_on_one_instance_ends_the_login_on_all_and_after_restarts() {
+    let Some(redis) = RedisServer::start("logout_ends_the_login_everywhere").await else {
+        return;
+    };
+    let (a, b) = (
+        instance(&redis, "logout").await,
+        instance(&redis, "logout").await,
+    );
+    let user = a.login(Some("victim")).await;
+    let thief = user.copy().at(&b.address);
+    assert_eq!(thief.say("before").await.status(), 200);
+    let mut socket_on_b = thief.socket(None).await;
+
+    assert_eq!(user.get("/auth/logout").await.status(), 200);
+    let started = std::time::Instant::now();
+    assert_eq!(crate::helpers::close_code(&mut socket_on_b).await, 1008);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "closed on the other instance after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(thief.say("after").await.status(), 403);
+    assert_eq!(thief.get("/").await.status(), 302);
+
+    a.shutdown.shutdown().await;
+    b.shutdown.shutdown().await;
+    let c = instance(&redis, "logout").await;
+    let thief = thief.at(&c.address);
+    assert_eq!(thief.say("after a restart").await.status(), 403);
+    assert_eq!(thief.get("/").await.status(), 302);
+    // The revocation lasts until the cookie would have expired, and no longer.
+    let score: Option<String> = redis
+        .command(&["ZSCORE", "logout:revoked", &revoked_id(&redis).await])
+        .await;
+    let until: u64 = score.unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let max_age = u64::from(chatdemo::Settings::defaults().security.cookie_max_age_days) * 86_400;
+    assert!(
+        until > now + max_age - 60 && until <= now + max_age,
+        "{until} vs {now}"
+    );
+}
+
+/// The one login in the test's revocation set.
+async fn revoked_id(redis: &RedisServer) -> String {
+    let ids: Vec<String> = redis
+        .command(&["ZRANGE", "logout:revoked", "0", "-1"])
+        .await;
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    ids[0].clone()
 }

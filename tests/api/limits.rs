@@ -1,0 +1,140 @@
+//! Limits per client address: new logins, and posts across all of an address's logins.
+//! Every client here is 127.0.0.1 unless a trusted proxy says otherwise.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::{TestApp, TestUser};
+
+/// An app with the shipped limits per address (the harness lifts them for other tests).
+async fn app_with_address_limits(adjust: impl FnOnce(&mut chatdemo::Settings)) -> TestApp {
+    let shipped = chatdemo::Settings::defaults();
+    TestApp::spawn_with(move |s| {
+        s.room.address_burst = shipped.room.address_burst;
+        s.room.address_per_sec = shipped.room.address_per_sec;
+        s.security.login_burst = shipped.security.login_burst;
+        s.security.login_per_sec = shipped.security.login_per_sec;
+        adjust(s);
+    })
+    .await
+}
+
+async fn log_in_from(app: &TestApp, forwarded_for: Option<&str>) -> reqwest::Response {
+    let user = app.anonymous();
+    let mut request = user.client.get(app.url("/auth/login"));
+    if let Some(address) = forwarded_for {
+        request = request.header("X-Forwarded-For", address);
+    }
+    request.send().await.unwrap()
+}
+
+/// Logs in from `forwarded_for` until refused; returns how many got in and the refusal.
+async fn log_in_until_refused(
+    app: &TestApp,
+    forwarded_for: Option<&str>,
+) -> (u32, reqwest::Response) {
+    for admitted in 0..1000 {
+        let response = log_in_from(app, forwarded_for).await;
+        if response.status() != 302 {
+            return (admitted, response);
+        }
+    }
+    panic!("1000 logins and no limit");
+}
+
+#[tokio::test]
+async fn new_logins_from_one_address_are_limited_to_the_burst_then_the_rate() {
+    let app = app_with_address_limits(|_| {}).await;
+    let started = Instant::now();
+    let (admitted, refused) = log_in_until_refused(&app, None).await;
+    let most = 60.0 + started.elapsed().as_secs_f64() * 1.0 + 1.0;
+    assert!(
+        (60..=most as u32).contains(&admitted),
+        "{admitted} logins admitted"
+    );
+    assert_eq!(refused.status(), 429);
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(retry, 1);
+    // A forwarded address counts only from a trusted proxy: this peer is not one.
+    assert_eq!(log_in_from(&app, Some("203.0.113.9")).await.status(), 429);
+    // One a second after that.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(log_in_from(&app, None).await.status(), 302);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_login_budget() {
+    let app = app_with_address_limits(|s| {
+        s.server.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let (admitted, _) = log_in_until_refused(&app, Some("203.0.113.1")).await;
+    assert!(admitted >= 60, "{admitted}");
+    // What the client itself put in front of the proxy's entry does not count.
+    assert_eq!(
+        log_in_from(&app, Some("198.51.100.1, 203.0.113.1"))
+            .await
+            .status(),
+        429
+    );
+    // Another client behind the same proxy is not affected.
+    assert_eq!(log_in_from(&app, Some("203.0.113.2")).await.status(), 302);
+}
+
+#[tokio::test]
+async fn many_fresh_logins_from_one_address_share_one_posting_budget() {
+    // The reported attack: 129 fresh logins posting 20 each at once (2,580 posts) replaced
+    // the whole cache in a fraction of a second.
+    let app = app_with_address_limits(|s| s.security.login_burst = 1000).await;
+    let mut users = Vec::new();
+    for _ in 0..129 {
+        users.push(app.login(None).await);
+    }
+    let watcher = app.login(Some("watcher")).await;
+    let before = watcher.say_ok("before the flood").await;
+    let started = Instant::now();
+    let mut posts = Vec::new();
+    for user in users {
+        posts.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..20 {
+                let response: reqwest::Response = TestUser::say(&user, &format!("spam {i}")).await;
+                let retry = response
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                statuses.push((response.status().as_u16(), retry));
+            }
+            statuses
+        }));
+    }
+    let mut accepted = 0;
+    let mut refused = 0;
+    for post in posts {
+        for (status, retry) in post.await.unwrap() {
+            match status {
+                200 => accepted += 1,
+                429 => {
+                    assert!(retry.is_some(), "429 names the wait");
+                    refused += 1;
+                }
+                other => panic!("status {other}"),
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // The burst (120, one already spent) and 20 a second since.
+    let most = 120.0 + 20.0 * elapsed + 1.0;
+    assert!(
+        f64::from(accepted) <= most,
+        "{accepted} accepted in {elapsed:.1} s (at most {most:.0})"
+    );
+    assert!(accepted >= 100, "{accepted} accepted");
+    assert_eq!(accepted + refused, 129 * 20);
+    // The message from before is still in the 200-message cache.
+    let page = watcher.page().await;
+    assert!(page.contains(&before.id), "the flood replaced the cache");
+}
