@@ -265,9 +265,14 @@ impl Settings {
             );
         }
 
-        let settings: Settings = Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::bad("config", e.message()))?;
+        // Through text, so a value of the wrong kind or size (`-1` for a count, 70000 for
+        // the port) comes back with a place in the text, and so with the key to name.
+        let text =
+            toml::to_string(&table).map_err(|e| ConfigError::bad("config", e.to_string()))?;
+        let settings: Settings = toml::from_str(&text).map_err(|e: toml::de::Error| {
+            let key = e.span().and_then(|span| key_at(&text, span.start));
+            ConfigError::bad(key.as_deref().unwrap_or("config"), e.message())
+        })?;
         settings.validate()?;
         Ok(settings)
     }
@@ -306,10 +311,10 @@ impl Settings {
                 ),
             ));
         }
-        if self.security.cookie_max_age_days == 0 {
+        if !(1..=3650).contains(&self.security.cookie_max_age_days) {
             return Err(ConfigError::bad(
                 "security.cookie_max_age_days",
-                "must be at least 1",
+                "must be 1 to 3650",
             ));
         }
         for origin in &self.security.allowed_origins {
@@ -399,10 +404,11 @@ impl Settings {
                 "must be 1024 to 16 MiB",
             ));
         }
-        if self.websocket.ping_interval_secs == 0 {
+        // Bounded above too: the socket's timers add it to the clock.
+        if !(1..=3600).contains(&self.websocket.ping_interval_secs) {
             return Err(ConfigError::bad(
                 "websocket.ping_interval_secs",
-                "must be at least 1",
+                "must be 1 to 3600",
             ));
         }
         Ok(())
@@ -482,6 +488,18 @@ impl WebSocketSettings {
     pub fn ping_interval(&self) -> Duration {
         Duration::from_secs(self.ping_interval_secs)
     }
+}
+
+/// The `section.key` whose line holds byte `offset` of a TOML text of plain sections.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let key = text[line_start..].split('=').next()?.trim();
+    let section = before[..line_start]
+        .lines()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix('[')?.strip_suffix(']'))?;
+    (!key.is_empty()).then(|| format!("{section}.{key}"))
 }
 
 fn lookup<'a>(table: &'a Table, section: &str, key: &str) -> Option<&'a Value> {

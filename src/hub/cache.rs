@@ -267,3 +267,91 @@ mod tests {
         assert_eq!(seqs(cache.since(cursor(3).as_ref())), (vec![4, 6], false));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::Message;
+
+    fn entry(epoch: &Epoch, seq: u64) -> Arc<Entry> {
+        let id = MessageId::new(epoch, Position { ms: 100, seq });
+        Arc::new(Entry::new(Message::for_test(&id, "b")))
+    }
+
+    /// What a client at `cursor` should get, worked out from every entry ever pushed.
+    fn model(all: &[u64], capacity: usize, cursor: u64) -> (Vec<u64>, bool, &'static str) {
+        let cached = &all[all.len().saturating_sub(capacity)..];
+        // The cache is complete after the newest evicted entry (or from the origin).
+        let floor = all.len().checked_sub(capacity + 1).map(|i| all[i]);
+        let head = all.last().copied();
+        if head.is_some_and(|h| cursor > h) || (head.is_none() && floor.is_none()) {
+            // Past the newest: another instance is ahead (an empty log: the same).
+            return (vec![], false, "ahead");
+        }
+        if floor.is_some_and(|f| cursor < f) {
+            return (cached.to_vec(), true, "messages");
+        }
+        let after: Vec<u64> = cached.iter().copied().filter(|&s| s > cursor).collect();
+        if after.is_empty() {
+            (vec![], false, "wait")
+        } else {
+            (after, false, "messages")
+        }
+    }
+
+    fn observe(since: Since) -> (Vec<u64>, bool, &'static str) {
+        match since {
+            Since::Wait => (vec![], false, "wait"),
+            Since::Ahead => (vec![], false, "ahead"),
+            Since::Messages { entries, reset } => (
+                entries
+                    .iter()
+                    .map(|e| e.message.id.position().seq)
+                    .collect(),
+                reset,
+                "messages",
+            ),
+        }
+    }
+
+    proptest! {
+        /// Random pushes (increasing positions with gaps, some repeats and some foreign
+        /// epochs that must be ignored) and random cursors: the cache answers exactly as a
+        /// plain list of everything pushed would.
+        #[test]
+        fn answers_like_a_list_of_everything_pushed(
+            capacity in 1usize..8,
+            steps in proptest::collection::vec((1u64..4, any::<bool>(), any::<bool>()), 0..40),
+            cursors in proptest::collection::vec(0u64..130, 1..20),
+        ) {
+            let epoch = Epoch::parse("e1").unwrap();
+            let other = Epoch::parse("e2").unwrap();
+            let mut cache = Cache::new(capacity, epoch.clone(), Position::ORIGIN);
+            let mut all = Vec::new();
+            let mut seq = 0;
+            for (gap, repeat, foreign) in steps {
+                seq += gap;
+                prop_assert!(cache.push(entry(&epoch, seq)));
+                all.push(seq);
+                if repeat {
+                    prop_assert!(!cache.push(entry(&epoch, seq)));
+                }
+                if foreign {
+                    prop_assert!(!cache.push(entry(&other, seq + 1)));
+                }
+            }
+            for cursor in cursors {
+                let id = MessageId::new(&epoch, Position { ms: 100, seq: cursor });
+                let got = observe(cache.since(Some(&Cursor::from(&id))));
+                prop_assert_eq!(got, model(&all, capacity, cursor), "cursor {}", cursor);
+                // A cursor from another epoch, or not an id at all, gets the whole cache.
+                let cached: Vec<u64> = all[all.len().saturating_sub(capacity)..].to_vec();
+                let foreign = Cursor::from(&MessageId::new(&other, Position { ms: 100, seq: cursor }));
+                let want = if cached.is_empty() { (vec![], false, "wait") } else { (cached, true, "messages") };
+                prop_assert_eq!(observe(cache.since(Some(&foreign))), want);
+            }
+        }
+    }
+}
