@@ -44,11 +44,26 @@ struct PostFrame {
     body: String,
     #[serde(rename = "_xsrf")]
     xsrf: Option<String>,
+    /// The client's name for this post, echoed in its `ack` or `error` frame so the
+    /// client knows which of its posts the answer is about.
+    nonce: Option<String>,
 }
+
+/// Longest `nonce` a client may choose, in characters.
+const MAX_NONCE_CHARS: usize = 64;
 
 #[derive(Serialize)]
 struct ErrorFrame<'a> {
     error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+}
+
+/// The answer to a post that carried a nonce: it is in the room under `id`.
+#[derive(Serialize)]
+struct AckFrame<'a> {
+    ack: &'a str,
+    id: &'a str,
 }
 
 /// What every socket shares, built once at start.
@@ -380,9 +395,18 @@ async fn handle_post(conn: &mut SocketConnection, text: &str) -> Option<End> {
     let post: PostFrame = match serde_json::from_str(text) {
         Ok(post) => post,
         Err(_) => {
-            return reply_error(conn, r#"expected {"body": "...", "_xsrf": "..."}"#).await;
+            let expected = r#"expected {"body": "...", "_xsrf": "...", "nonce": "..."}"#;
+            return reply_error(conn, expected, None).await;
         }
     };
+    if post
+        .nonce
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NONCE_CHARS)
+    {
+        return reply_error(conn, "nonce must be at most 64 characters", None).await;
+    }
+    let nonce = post.nonce.as_deref();
     let context = &conn.context;
     if let Err(error) = context.xsrf.check(
         conn.login.id.as_str(),
@@ -392,21 +416,38 @@ async fn handle_post(conn: &mut SocketConnection, text: &str) -> Option<End> {
         tracing::info!(user = %conn.login.name, %error, "socket post refused");
         return Some(End::Close(CloseCode::Policy, "missing or bad _xsrf"));
     }
-    match context
+    let posted = context
         .poster
         .post(&conn.login, &conn.address, &post.body)
-        .await
-    {
-        // The sender gets its own message through the feed, like everyone else.
-        Ok(_) => None,
+        .await;
+    match posted {
+        // The sender gets its own message through the feed, like everyone else; with a
+        // nonce it is also told, alone, that this post is in.
+        Ok(entry) => match nonce {
+            Some(nonce) => {
+                let id = entry.message.id.to_string();
+                let ack = serde_json::to_string(&AckFrame { ack: nonce, id: &id });
+                reply(conn, ack.unwrap_or_default()).await
+            }
+            None => None,
+        },
         Err(AppError::ShuttingDown) => Some(End::Close(CloseCode::Away, "server shutting down")),
-        Err(error) => reply_error(conn, &error.to_string()).await,
+        Err(error) => reply_error(conn, &error.to_string(), nonce).await,
     }
 }
 
-async fn reply_error(conn: &mut SocketConnection, error: &str) -> Option<End> {
-    let frame = serde_json::to_string(&ErrorFrame { error })
+async fn reply_error(
+    conn: &mut SocketConnection,
+    error: &str,
+    nonce: Option<&str>,
+) -> Option<End> {
+    let frame = serde_json::to_string(&ErrorFrame { error, nonce })
         .unwrap_or_else(|_| r#"{"error":"bad frame"}"#.to_owned());
+    reply(conn, frame).await
+}
+
+/// A frame for this socket alone.
+async fn reply(conn: &mut SocketConnection, frame: String) -> Option<End> {
     let deadline = write_deadline(conn.context.ping_interval);
     if write(&mut conn.session, frame.into(), deadline).await {
         None

@@ -510,3 +510,63 @@ async fn reserved_bits_without_an_extension_close_with_1002() {
         assert_eq!(close_code(&mut ws).await, 1002, "RSV{rsv}");
     }
 }
+
+#[tokio::test]
+async fn a_post_with_a_nonce_is_acknowledged_to_its_sender_alone_with_its_id() {
+    let app = TestApp::spawn_with(|s| {
+        s.room.rate_burst = 2;
+        s.room.rate_per_sec = 0.2;
+    })
+    .await;
+    let user = app.login(None).await;
+    let xsrf = user.xsrf();
+    let mut ws = app.socket(&user, None).await;
+    let other = app.login(None).await;
+    let mut theirs = app.socket(&other, None).await;
+
+    let post = serde_json::json!({"body": "hello", "_xsrf": xsrf, "nonce": "n-1"});
+    send_text(&mut ws, &post.to_string()).await;
+    // The ack and the message itself, in either order.
+    let mut ack = None;
+    let mut delivered = None;
+    while ack.is_none() || delivered.is_none() {
+        let frame: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+        if frame.get("ack").is_some() {
+            ack = Some(frame);
+        } else {
+            delivered = Some(frame["messages"][0]["id"].as_str().unwrap().to_owned());
+        }
+    }
+    let ack = ack.unwrap();
+    assert_eq!(ack["ack"], "n-1");
+    assert_eq!(ack["id"].as_str(), delivered.as_deref());
+    assert_eq!(ack.as_object().unwrap().len(), 2, "{ack}");
+    // Another socket gets the message and no ack.
+    let frame: serde_json::Value = serde_json::from_str(&next_text(&mut theirs).await).unwrap();
+    assert!(frame.get("messages").is_some(), "{frame}");
+
+    // A refused post names its nonce in the error: an empty body, then over the rate.
+    let empty = serde_json::json!({"body": " ", "_xsrf": xsrf, "nonce": "n-2"});
+    send_text(&mut ws, &empty.to_string()).await;
+    let reply: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(reply["nonce"], "n-2", "{reply}");
+    assert!(reply["error"].as_str().is_some_and(|e| !e.is_empty()));
+    send_text(&mut ws, &post_frame("second", &xsrf)).await;
+    next_batch(&mut ws).await;
+    let over = serde_json::json!({"body": "third", "_xsrf": xsrf, "nonce": "n-3"});
+    send_text(&mut ws, &over.to_string()).await;
+    let reply: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(reply["nonce"], "n-3", "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("wait"), "{reply}");
+
+    // A nonce over 64 characters is a bad frame (with no nonce to echo); the socket stays.
+    let long = serde_json::json!({"body": "x", "_xsrf": xsrf, "nonce": "n".repeat(65)});
+    send_text(&mut ws, &long.to_string()).await;
+    let reply: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert!(reply["error"].as_str().unwrap().contains("64"), "{reply}");
+    assert!(reply.get("nonce").is_none());
+    let exact = serde_json::json!({"body": "x", "_xsrf": xsrf, "nonce": "é".repeat(64)});
+    send_text(&mut ws, &exact.to_string()).await;
+    let reply: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(reply["nonce"].as_str().unwrap().chars().count(), 64, "64 characters are fine");
+}
