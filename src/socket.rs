@@ -426,7 +426,10 @@ async fn handle_post(conn: &mut SocketConnection, text: &str) -> Option<End> {
         Ok(entry) => match nonce {
             Some(nonce) => {
                 let id = entry.message.id.to_string();
-                let ack = serde_json::to_string(&AckFrame { ack: nonce, id: &id });
+                let ack = serde_json::to_string(&AckFrame {
+                    ack: nonce,
+                    id: &id,
+                });
                 reply(conn, ack.unwrap_or_default()).await
             }
             None => None,
@@ -436,11 +439,7 @@ async fn handle_post(conn: &mut SocketConnection, text: &str) -> Option<End> {
     }
 }
 
-async fn reply_error(
-    conn: &mut SocketConnection,
-    error: &str,
-    nonce: Option<&str>,
-) -> Option<End> {
+async fn reply_error(conn: &mut SocketConnection, error: &str, nonce: Option<&str>) -> Option<End> {
     let frame = serde_json::to_string(&ErrorFrame { error, nonce })
         .unwrap_or_else(|_| r#"{"error":"bad frame"}"#.to_owned());
     reply(conn, frame).await

@@ -1,357 +1,516 @@
-// chatdemo client: keeps #inbox up to date over a WebSocket when the browser has one and it
-// connects, else over HTTP long polling, and posts through the same channel. Every
-// (re)connection resumes from the cursor (the id of the newest message shown), and
-// messages are deduplicated by id, so switching transports loses and repeats nothing.
-(function () {
-  "use strict";
+// chatdemo client, an ES module. It keeps #inbox up to date over a WebSocket when the
+// browser has one and it connects, else over HTTP long polling, and posts through the
+// same channel. The cursor (the id of the newest message shown) is this script's own
+// state: every (re)connection resumes from it, and messages are deduplicated by id, so
+// switching transports loses and repeats nothing.
+//
+// It tells a hiccup from a dead end: a lost connection is retried with backoff, but a
+// login that is gone (a 403, or close 1008 after a logout) stops everything and offers
+// the login link instead of retrying forever.
 
-  var inbox = document.getElementById("inbox");
-  var form = document.getElementById("messageform");
-  var input = document.getElementById("message");
-  var statusBox = document.getElementById("status");
-  var errorBox = document.getElementById("error");
-  var userName = (document.getElementById("user") || {}).textContent || "";
-  if (!inbox || !form) return;
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_CAP_MS = 30000;
+// A socket that fails this many times in a row gives way to long polling ...
+const SOCKET_FAILURES_BEFORE_FALLBACK = 3;
+// ... and is tried again after this long.
+const UPGRADE_RETRY_MS = 60000;
+// A socket that lived less than this counts as failed ("keeps dropping").
+const SOCKET_MIN_HEALTHY_MS = 5000;
+// Long polls that fail this many times in a row show "offline".
+const FAILURES_BEFORE_OFFLINE = 4;
+// How long a post over the socket waits for its ack before the sender is told.
+const ACK_TIMEOUT_MS = 10000;
+// Entries kept in the page; older ones are dropped from the top.
+export const INBOX_LIMIT = 1000;
+// How close to the bottom (in pixels) still counts as reading the newest messages.
+const AT_BOTTOM_SLACK_PX = 40;
 
-  // The origin cursor the page was rendered with (used until a message is shown).
-  var pageCursor = inbox.getAttribute("data-cursor") || "";
+// Close codes with a meaning for the client (see docs/PROTOCOL.md).
+const CLOSE_POLICY = 1008; // bad _xsrf, or the login was ended: a dead end
+const CLOSE_TRY_AGAIN = 1013; // too slow: come back at once with the cursor
 
-  var BACKOFF_BASE_MS = 500;
-  var BACKOFF_CAP_MS = 30000;
-  // A socket that fails this many times in a row gives way to long polling ...
-  var SOCKET_FAILURES_BEFORE_FALLBACK = 3;
-  // ... and is tried again after this long.
-  var UPGRADE_RETRY_MS = 60000;
-  // A socket that lived less than this counts as failed ("keeps dropping").
-  var SOCKET_MIN_HEALTHY_MS = 5000;
-  // Long polls that fail this many times in a row show "offline".
-  var FAILURES_BEFORE_OFFLINE = 4;
+/** Delay before retry number `attempt` (0-based): doubling, capped, the upper half random,
+ * so a room full of clients does not reconnect in lockstep after a restart. */
+export function backoff(attempt) {
+  const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
+  return ceiling / 2 + (Math.random() * ceiling) / 2;
+}
 
-  // ---- shared state -------------------------------------------------------------------
+/** What a socket closed with `code` should do: "dead" (the login is gone), "now"
+ * (reconnect at once) or "later" (reconnect after a backoff). */
+export function afterClose(code) {
+  if (code === CLOSE_POLICY) return "dead";
+  if (code === CLOSE_TRY_AGAIN) return "now";
+  return "later";
+}
 
-  function cursor() {
-    var last = inbox.lastElementChild;
-    return last && last.id ? last.id.slice(1) : pageCursor;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function xsrfToken(form) {
+  const match = document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/);
+  if (match) return decodeURIComponent(match[1]);
+  return form.querySelector("input[name=_xsrf]")?.value ?? "";
+}
+
+function randomNonce() {
+  if (globalThis.crypto?.randomUUID) return crypto.randomUUID();
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+}
+
+/** True when the browser's login is gone (the page would send it to the login). A
+ * network failure is not proof of that, so it answers false. */
+async function loginIsGone() {
+  try {
+    const response = await fetch("/", { redirect: "manual", credentials: "same-origin" });
+    return response.type === "opaqueredirect" || response.status === 403;
+  } catch {
+    return false;
+  }
+}
+
+// ---- who is online --------------------------------------------------------------------
+
+class Presence {
+  constructor() {
+    this.box = document.getElementById("presence");
+    this.list = document.getElementById("online");
+    this.count = document.getElementById("online-count");
+    // Folded away behind the count on a narrow screen.
+    if (this.box && window.matchMedia?.("(max-width: 40em)").matches) this.box.open = false;
   }
 
-  function xsrfToken() {
-    var match = document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/);
-    if (match) return decodeURIComponent(match[1]);
-    var field = form.querySelector("input[name=_xsrf]");
-    return field ? field.value : "";
+  names() {
+    return this.list ? Array.from(this.list.children, (item) => item.textContent) : [];
   }
 
-  // Delay before retry number `attempt` (0-based): exponential, capped, half of it random
-  // so that a room full of clients does not reconnect in lockstep after a restart.
-  function backoff(attempt) {
-    var ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * Math.pow(2, attempt));
-    return ceiling / 2 + Math.random() * ceiling / 2;
+  show(names) {
+    if (!this.list) return;
+    this.list.replaceChildren(
+      ...names.map((name) => {
+        const item = document.createElement("li");
+        item.textContent = name;
+        return item;
+      }),
+    );
+    this.count.textContent = String(names.length);
   }
 
-  function setStatus(transport, state) {
-    statusBox.setAttribute("data-transport", transport);
-    statusBox.setAttribute("data-state", state);
-    var name = transport === "websocket" ? "WebSocket" : transport === "longpoll" ? "Long polling" : "";
-    statusBox.textContent = (name ? name + " \u00b7 " : "") + state;
-  }
-
-  function showError(text) {
-    errorBox.textContent = text;
-    errorBox.hidden = !text;
-  }
-
-  // Messages carry their time in UTC (<time datetime="...">HH:MM</time>); the reader sees
-  // it in their own time zone, with the full date on hover.
-  function localizeTimes(root) {
-    var times = root.querySelectorAll("time[datetime]");
-    for (var i = 0; i < times.length; i++) {
-      var when = new Date(times[i].getAttribute("datetime"));
-      if (isNaN(when.getTime())) continue;
-      times[i].textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-      times[i].title = when.toLocaleString([], { dateStyle: "full", timeStyle: "medium" });
-    }
-  }
-
-  // ---- who is online -----------------------------------------------------------------
-
-  var presenceBox = document.getElementById("presence");
-  var onlineList = document.getElementById("online");
-  var onlineCount = document.getElementById("online-count");
-  // Folded away behind the count on a narrow screen.
-  if (presenceBox && window.matchMedia && window.matchMedia("(max-width: 40em)").matches) {
-    presenceBox.open = false;
-  }
-
-  function showOnline(names) {
-    if (!onlineList) return;
-    while (onlineList.firstChild) onlineList.removeChild(onlineList.firstChild);
-    for (var i = 0; i < names.length; i++) {
-      var item = document.createElement("li");
-      item.textContent = names[i];
-      onlineList.appendChild(item);
-    }
-    onlineCount.textContent = String(names.length);
-  }
-
-  function onlineNames() {
-    var names = [];
-    if (!onlineList) return names;
-    for (var i = 0; i < onlineList.children.length; i++) names.push(onlineList.children[i].textContent);
-    return names;
-  }
-
-  // A join adds its name at the end (newest last), a leave removes one row of that name
-  // (two logins may share a name: each has its row).
-  function applyNotice(message) {
-    if (!onlineList) return;
-    var names = onlineNames();
+  /** A join adds its name at the end (newest last), a leave removes one row of that
+   * name (two logins may share a name: each has its row). */
+  apply(message) {
+    const names = this.names();
     if (message.kind === "join") names.push(message.from);
     if (message.kind === "leave") {
-      var at = names.indexOf(message.from);
+      const at = names.indexOf(message.from);
       if (at >= 0) names.splice(at, 1);
     }
-    showOnline(names);
+    this.show(names);
   }
 
-  // The whole list again, after anything that may have made the notices miss a change.
-  function refreshOnline() {
-    if (!onlineList || typeof window.fetch !== "function") return;
-    fetch("/a/presence", { credentials: "same-origin" }).then(function (response) {
-      if (!response.ok) throw new Error("status " + response.status);
-      return response.json();
-    }).then(function (data) {
-      showOnline((data.users || []).map(function (user) { return user.name; }));
-    }, function () {});
-  }
-
-  // Inserts messages from the server, oldest first. Their `html` was rendered and escaped
-  // by the server; it is the only network data that is ever parsed as HTML.
-  function showMessages(messages) {
-    for (var i = 0; i < messages.length; i++) {
-      var message = messages[i];
-      if (document.getElementById("m" + message.id)) continue;
-      var template = document.createElement("template");
-      template.innerHTML = message.html;
-      var node = template.content.firstElementChild;
-      if (node) {
-        localizeTimes(node);
-        inbox.appendChild(node);
-      }
-      if (message.kind === "join" || message.kind === "leave") applyNotice(message);
-      else confirmPending(message);
-    }
-    if (messages.length) window.scrollTo(0, document.body.scrollHeight);
-  }
-
-  function handleBatch(data) {
-    if (data.reset) {
-      showError("Some messages may have been missed while you were away.");
-      refreshOnline();
-    }
-    showMessages(data.messages || []);
-  }
-
-  // Every (re)connection may have missed notices while it was down.
-  var wasConnected = false;
-  function connectedAgain() {
-    if (!wasConnected) refreshOnline();
-    wasConnected = true;
-  }
-  function disconnected() {
-    wasConnected = false;
-  }
-
-  // ---- sending ------------------------------------------------------------------------
-
-  // A message sent over the socket is confirmed when it comes back through the room.
-  var pending = null;
-
-  function confirmPending(message) {
-    if (pending && message.from === userName && message.body === pending.text.trim()) {
-      if (input.value === pending.text) input.value = "";
-      clearTimeout(pending.timer);
-      pending = null;
-      setSending(false);
-    }
-  }
-
-  function setSending(busy) {
-    var button = form.querySelector("input[type=submit]");
-    if (button) button.disabled = busy;
-  }
-
-  function sendOverHttp(text) {
-    var body = new URLSearchParams();
-    body.set("body", text);
-    body.set("_xsrf", xsrfToken());
-    setSending(true);
-    fetch("/a/message/new", {
-      method: "POST",
-      body: body,
-      credentials: "same-origin",
-      headers: { "X-Xsrftoken": xsrfToken() }
-    }).then(function (response) {
-      if (response.ok) {
-        if (input.value === text) input.value = "";
-        showError("");
-        return;
-      }
-      return response.text().then(function (raw) {
-        var reason = raw;
-        try { reason = JSON.parse(raw).error || raw; } catch (e) { /* plain text */ }
-        showError("Not sent: " + (reason || response.status));
-      });
-    }, function () {
-      showError("Not sent: the server cannot be reached.");
-    }).then(function () { setSending(false); });
-  }
-
-  form.addEventListener("submit", function (event) {
-    event.preventDefault();
-    var text = input.value;
-    if (!text.trim() || pending) return;
-    showError("");
-    if (transport.sendText && transport.sendText(text)) {
-      setSending(true);
-      pending = {
-        text: text,
-        timer: setTimeout(function () {
-          pending = null;
-          setSending(false);
-          showError("Not confirmed yet; it may still arrive.");
-        }, 10000)
-      };
-    } else {
-      sendOverHttp(text);
-    }
-  });
-
-  // ---- transports ---------------------------------------------------------------------
-
-  var transport = { sendText: null };
-  var socketFailures = 0;
-
-  function start() {
-    if (typeof window.WebSocket === "function" && socketFailures < SOCKET_FAILURES_BEFORE_FALLBACK) {
-      openSocket();
-    } else {
-      startLongPoll();
-    }
-  }
-
-  function openSocket() {
-    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    var url = scheme + location.host + "/a/message/socket?cursor=" + encodeURIComponent(cursor());
-    var socket;
+  /** The whole list again, after anything that may have made the notices miss a change. */
+  async refresh() {
+    if (!this.list) return;
     try {
-      socket = new WebSocket(url);
-    } catch (e) {
-      socketFailures = SOCKET_FAILURES_BEFORE_FALLBACK;
-      return start();
+      const response = await fetch("/a/presence", { credentials: "same-origin" });
+      if (!response.ok) return;
+      const data = await response.json();
+      this.show((data.users ?? []).map((user) => user.name));
+    } catch {
+      // Next reconnect tries again.
     }
-    var openedAt = 0;
-    setStatus("websocket", socketFailures ? "reconnecting" : "connecting");
-    socket.onopen = function () {
-      openedAt = Date.now();
-      setStatus("websocket", "connected");
-      disconnected();
-      connectedAgain();
-      transport = {
-        sendText: function (text) {
-          if (socket.readyState !== WebSocket.OPEN) return false;
-          socket.send(JSON.stringify({ body: text, _xsrf: xsrfToken() }));
-          return true;
-        }
-      };
-    };
-    socket.onmessage = function (event) {
-      var data;
-      try { data = JSON.parse(event.data); } catch (e) { return; }
-      if (data.error) {
-        showError("Not sent: " + data.error);
-        if (pending) { clearTimeout(pending.timer); pending = null; setSending(false); }
-        return;
-      }
-      handleBatch(data);
-    };
-    socket.onclose = function () {
-      transport = { sendText: null };
-      var healthy = openedAt && Date.now() - openedAt >= SOCKET_MIN_HEALTHY_MS;
-      socketFailures = healthy ? 1 : socketFailures + 1;
-      if (socketFailures >= SOCKET_FAILURES_BEFORE_FALLBACK) {
-        startLongPoll();
-        return;
-      }
-      setStatus("websocket", "reconnecting");
-      setTimeout(openSocket, backoff(socketFailures - 1));
-    };
+  }
+}
+
+// ---- the page ---------------------------------------------------------------------------
+
+class Room {
+  constructor() {
+    this.inbox = document.getElementById("inbox");
+    this.form = document.getElementById("messageform");
+    this.input = document.getElementById("message");
+    this.statusBox = document.getElementById("status");
+    this.errorBox = document.getElementById("error");
+    this.newButton = document.getElementById("new-messages");
+    this.presence = new Presence();
+    // Where the page left off; from here on only this script moves it.
+    this.cursor = this.inbox.dataset.cursor ?? "";
+    this.dead = false;
+    this.connected = false;
+    this.newButton.addEventListener("click", () => this.scrollToBottom());
+    window.addEventListener("scroll", () => {
+      if (this.atBottom()) this.newButton.hidden = true;
+    });
+    localizeTimes(this.inbox);
   }
 
-  function startLongPoll() {
-    var failures = 0;
-    var stopped = false;
-    var controller = null;
-    setStatus("longpoll", "connecting");
-    transport = { sendText: null };
+  setStatus(transport, state) {
+    if (this.dead) return;
+    this.statusBox.dataset.transport = transport;
+    this.statusBox.dataset.state = state;
+    const name = { websocket: "WebSocket", longpoll: "Long polling" }[transport] ?? "";
+    this.statusBox.textContent = (name ? `${name} \u00b7 ` : "") + state;
+    if (state === "connected" && !this.connected) {
+      // Every (re)connection may have missed notices while it was down.
+      this.presence.refresh();
+    }
+    this.connected = state === "connected";
+  }
 
-    function poll() {
-      if (stopped) return;
-      var body = new URLSearchParams();
-      body.set("_xsrf", xsrfToken());
-      var current = cursor();
-      if (current) body.set("cursor", current);
-      controller = typeof AbortController === "function" ? new AbortController() : null;
-      fetch("/a/message/updates", {
-        method: "POST",
-        body: body,
-        credentials: "same-origin",
-        headers: { "X-Xsrftoken": xsrfToken() },
-        signal: controller ? controller.signal : undefined
-      }).then(function (response) {
-        if (!response.ok) throw new Error("status " + response.status);
-        return response.json();
-      }).then(function (data) {
-        if (stopped) return;
+  showError(text) {
+    this.errorBox.textContent = text;
+    this.errorBox.hidden = !text;
+  }
+
+  /** The dead end: the login is gone. Everything stops; the reader gets the way back. */
+  loggedOut() {
+    if (this.dead) return;
+    this.setStatus("none", "logged out");
+    this.dead = true;
+    const link = document.createElement("a");
+    link.href = "/auth/login?next=%2F";
+    link.textContent = "Log in again";
+    this.errorBox.replaceChildren("You are logged out. ", link);
+    this.errorBox.hidden = false;
+    for (const control of this.form.elements) control.disabled = true;
+  }
+
+  atBottom() {
+    const bottom = window.innerHeight + window.scrollY;
+    return bottom >= document.documentElement.scrollHeight - AT_BOTTOM_SLACK_PX;
+  }
+
+  scrollToBottom() {
+    window.scrollTo(0, document.documentElement.scrollHeight);
+    this.newButton.hidden = true;
+  }
+
+  /** A batch from either transport: `{"messages": [...], "reset"?: true}`. */
+  show(batch) {
+    const messages = batch.messages ?? [];
+    const wasAtBottom = this.atBottom();
+    let gapShown = !batch.reset;
+    let added = 0;
+    for (const message of messages) {
+      this.cursor = message.id;
+      if (document.getElementById(`m${message.id}`)) continue;
+      if (!gapShown) {
+        const gap = document.createElement("div");
+        gap.className = "gap";
+        gap.textContent = "You may have missed messages while you were away.";
+        this.inbox.append(gap);
+        gapShown = true;
+      }
+      // The server rendered and escaped `html`; it is the only network data ever
+      // parsed as HTML.
+      const template = document.createElement("template");
+      template.innerHTML = message.html;
+      const node = template.content.firstElementChild;
+      if (!node) continue;
+      localizeTimes(node);
+      this.inbox.append(node);
+      added += 1;
+      if (message.kind === "join" || message.kind === "leave") this.presence.apply(message);
+    }
+    if (batch.reset) this.presence.refresh();
+    while (this.inbox.childElementCount > INBOX_LIMIT) this.inbox.firstElementChild.remove();
+    if (!added) return;
+    // Follow the room only when the reader is at the bottom; someone reading older
+    // messages is not pulled away from them.
+    if (wasAtBottom) this.scrollToBottom();
+    else this.newButton.hidden = false;
+  }
+}
+
+// Messages carry their time in UTC (<time datetime="...">HH:MM</time>); the reader sees it
+// in their own time zone, with the full date on hover.
+function localizeTimes(root) {
+  for (const time of root.querySelectorAll("time[datetime]")) {
+    const when = new Date(time.getAttribute("datetime"));
+    if (Number.isNaN(when.getTime())) continue;
+    time.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    time.title = when.toLocaleString([], { dateStyle: "full", timeStyle: "medium" });
+  }
+}
+
+// ---- transports ---------------------------------------------------------------------
+
+function socketUrl(cursor) {
+  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+  return `${scheme}${location.host}/a/message/socket?cursor=${encodeURIComponent(cursor)}`;
+}
+
+/** The WebSocket: connects, reconnects after a close as its code says, and carries posts
+ * with a nonce so each post's own ack or error comes back to it. */
+class SocketTransport {
+  constructor(room) {
+    this.room = room;
+    this.socket = null;
+    this.pending = new Map(); // nonce -> { text, timer }
+  }
+
+  /** Runs until the login is gone ("dead") or the socket keeps failing ("fallback"). */
+  async run() {
+    let failures = 0;
+    for (;;) {
+      this.room.setStatus("websocket", failures ? "reconnecting" : "connecting");
+      const { code, openedFor } = await this.connectOnce();
+      this.socket = null;
+      this.abandonPending();
+      const next = afterClose(code);
+      if (next === "dead" || (openedFor === 0 && (await loginIsGone()))) return "dead";
+      if (next === "now") {
         failures = 0;
-        setStatus("longpoll", "connected");
-        connectedAgain();
-        handleBatch(data);
-        poll();
-      }, function () {
-        if (stopped) return;
-        failures++;
-        setStatus("longpoll", failures >= FAILURES_BEFORE_OFFLINE ? "offline" : "reconnecting");
-        disconnected();
-        setTimeout(poll, backoff(failures - 1));
-      });
-    }
-
-    // Where the browser has WebSocket, try it again now and then; the poll stops only
-    // once a socket is actually open, so there is never a moment with no transport.
-    function tryUpgrade() {
-      if (stopped || typeof window.WebSocket !== "function") return;
-      var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-      var probe;
-      try {
-        probe = new WebSocket(scheme + location.host + "/a/message/socket?cursor=" + encodeURIComponent(cursor()));
-      } catch (e) {
-        return setTimeout(tryUpgrade, UPGRADE_RETRY_MS);
+        continue;
       }
-      probe.onopen = function () {
-        probe.onclose = null;
-        probe.close(1000, "upgrading");
-        stopped = true;
-        if (controller) controller.abort();
-        socketFailures = 0;
-        openSocket();
-      };
-      probe.onclose = function () { setTimeout(tryUpgrade, UPGRADE_RETRY_MS); };
+      failures = openedFor >= SOCKET_MIN_HEALTHY_MS ? 1 : failures + 1;
+      if (failures >= SOCKET_FAILURES_BEFORE_FALLBACK) return "fallback";
+      this.room.setStatus("websocket", "reconnecting");
+      await sleep(backoff(failures - 1));
     }
-
-    poll();
-    setTimeout(tryUpgrade, UPGRADE_RETRY_MS);
   }
 
-  localizeTimes(inbox);
-  start();
-})();
+  /** One connection, from open to close: resolves with the close code and how long it
+   * was open (0: it never opened). */
+  connectOnce() {
+    return new Promise((resolve) => {
+      let socket;
+      try {
+        socket = new WebSocket(socketUrl(this.room.cursor));
+      } catch {
+        resolve({ code: 1006, openedFor: 0 });
+        return;
+      }
+      let openedAt = 0;
+      socket.onopen = () => {
+        openedAt = Date.now();
+        this.socket = socket;
+        this.room.setStatus("websocket", "connected");
+      };
+      socket.onmessage = (event) => this.receive(event.data);
+      socket.onclose = (event) => {
+        resolve({ code: event.code, openedFor: openedAt ? Date.now() - openedAt : 0 });
+      };
+    });
+  }
+
+  receive(raw) {
+    let data;
+    try {
+      data = JSON.parse(raw);
+    } catch {
+      return;
+    }
+    if (data.ack !== undefined) {
+      this.settle(data.ack, "");
+    } else if (data.error !== undefined) {
+      if (data.nonce !== undefined) this.settle(data.nonce, `Not sent: ${data.error}`);
+      else this.room.showError(`Not sent: ${data.error}`);
+    } else {
+      this.room.show(data);
+    }
+  }
+
+  /** Sends `text`; false when no socket is open (the caller posts over HTTP instead). */
+  send(text) {
+    if (this.socket?.readyState !== WebSocket.OPEN) return false;
+    const nonce = randomNonce();
+    const timer = setTimeout(() => this.settle(nonce, "Not confirmed yet; it may still arrive."), ACK_TIMEOUT_MS);
+    this.pending.set(nonce, { text, timer });
+    this.socket.send(JSON.stringify({ body: text, _xsrf: xsrfToken(this.room.form), nonce }));
+    return true;
+  }
+
+  /** The answer for one post: the input clears only if it still holds that post. */
+  settle(nonce, error) {
+    const post = this.pending.get(nonce);
+    if (!post) return;
+    clearTimeout(post.timer);
+    this.pending.delete(nonce);
+    if (!error && this.room.input.value === post.text) this.room.input.value = "";
+    this.room.showError(error);
+  }
+
+  abandonPending() {
+    for (const nonce of [...this.pending.keys()]) {
+      this.settle(nonce, "The connection dropped; your message may not have been sent.");
+    }
+  }
+}
+
+/** HTTP long polling: one poll at a time, each from the cursor. */
+class PollTransport {
+  constructor(room) {
+    this.room = room;
+    this.stopped = false;
+    this.controller = null;
+  }
+
+  /** Runs until stopped ("stopped") or the login is gone ("dead"). */
+  async run() {
+    let failures = 0;
+    this.room.setStatus("longpoll", "connecting");
+    while (!this.stopped) {
+      try {
+        const response = await this.poll();
+        if (response.status === 403 && (await loginIsGone())) return "dead";
+        if (!response.ok) throw new Error(`status ${response.status}`);
+        const batch = await response.json();
+        if (this.stopped) break;
+        failures = 0;
+        this.room.setStatus("longpoll", "connected");
+        this.room.show(batch);
+      } catch {
+        if (this.stopped) break;
+        failures += 1;
+        this.room.setStatus("longpoll", failures >= FAILURES_BEFORE_OFFLINE ? "offline" : "reconnecting");
+        await sleep(backoff(failures - 1));
+      }
+    }
+    return "stopped";
+  }
+
+  poll() {
+    const form = new URLSearchParams({ _xsrf: xsrfToken(this.room.form) });
+    if (this.room.cursor) form.set("cursor", this.room.cursor);
+    this.controller = new AbortController();
+    return fetch("/a/message/updates", {
+      method: "POST",
+      body: form,
+      credentials: "same-origin",
+      headers: { "X-Xsrftoken": xsrfToken(this.room.form) },
+      signal: this.controller.signal,
+    });
+  }
+
+  stop() {
+    this.stopped = true;
+    this.controller?.abort();
+  }
+}
+
+/** Posts over HTTP (the long poll's way, and the socket's when it is not open). */
+async function postOverHttp(room, text) {
+  const button = room.form.querySelector("input[type=submit]");
+  button.disabled = true;
+  try {
+    const response = await fetch("/a/message/new", {
+      method: "POST",
+      body: new URLSearchParams({ body: text, _xsrf: xsrfToken(room.form) }),
+      credentials: "same-origin",
+      headers: { "X-Xsrftoken": xsrfToken(room.form) },
+    });
+    if (response.ok) {
+      if (room.input.value === text) room.input.value = "";
+      room.showError("");
+      return;
+    }
+    if (response.status === 403 && (await loginIsGone())) {
+      room.loggedOut();
+      return;
+    }
+    const raw = await response.text();
+    let reason = raw;
+    try {
+      reason = JSON.parse(raw).error ?? raw;
+    } catch {
+      // Plain text.
+    }
+    room.showError(`Not sent: ${reason || response.status}`);
+  } catch {
+    room.showError("Not sent: the server cannot be reached.");
+  } finally {
+    button.disabled = room.dead;
+  }
+}
+
+// ---- the client ---------------------------------------------------------------------
+
+/** Chooses the transport: the socket while it works, else long polling that now and then
+ * tries the socket again. */
+class Client {
+  constructor(room) {
+    this.room = room;
+    this.socket = null;
+  }
+
+  async run() {
+    let useSocket = typeof WebSocket === "function";
+    for (;;) {
+      const outcome = useSocket ? await this.runSocket() : await this.runPolls();
+      if (outcome === "dead") {
+        this.room.loggedOut();
+        return;
+      }
+      useSocket = outcome === "upgrade";
+    }
+  }
+
+  async runSocket() {
+    this.socket = new SocketTransport(this.room);
+    const outcome = await this.socket.run();
+    this.socket = null;
+    return outcome;
+  }
+
+  /** Long polls until the login is gone, or a probe socket opens ("upgrade"). */
+  async runPolls() {
+    const polls = new PollTransport(this.room);
+    const upgraded = this.waitForUpgrade(polls);
+    const outcome = await polls.run();
+    if (outcome === "dead") {
+      polls.stop();
+      return "dead";
+    }
+    return upgraded;
+  }
+
+  /** Where the browser has WebSocket, tries it again now and then; the poll stops only
+   * once a socket actually opened, so there is never a moment with no transport. */
+  async waitForUpgrade(polls) {
+    if (typeof WebSocket !== "function") return new Promise(() => {});
+    while (!polls.stopped) {
+      await sleep(UPGRADE_RETRY_MS);
+      if (polls.stopped) break;
+      const opened = await new Promise((resolve) => {
+        let probe;
+        try {
+          probe = new WebSocket(socketUrl(this.room.cursor));
+        } catch {
+          resolve(false);
+          return;
+        }
+        probe.onopen = () => {
+          probe.onclose = null;
+          probe.close(1000, "upgrading");
+          resolve(true);
+        };
+        probe.onclose = () => resolve(false);
+      });
+      if (opened) {
+        polls.stop();
+        return "upgrade";
+      }
+    }
+    return "stopped";
+  }
+
+  send(text) {
+    if (this.room.dead) return;
+    this.room.showError("");
+    if (!this.socket?.send(text)) postOverHttp(this.room, text);
+  }
+}
+
+const room = new Room();
+const client = new Client(room);
+room.form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = room.input.value;
+  if (text.trim()) client.send(text);
+});
+client.run();
+
+/** The cursor this script follows, for the browser tests. */
+export function currentCursor() {
+  return room.cursor;
+}

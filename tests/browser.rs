@@ -234,6 +234,33 @@ async fn wait_for_input_cleared(client: &Client, who: &str) {
     wait_for(client, script, &format!("{who}'s input cleared")).await;
 }
 
+/// A visible "you may have missed messages" line is in the inbox.
+const GAP_SHOWN: &str = "var gap = document.querySelector('#inbox .gap'); \
+                         return !!gap && gap.offsetHeight > 0 && gap.textContent.includes('missed');";
+
+/// The browser's cookies for the app, as a `Cookie` header (a copy of the login).
+async fn cookie_header(client: &Client) -> String {
+    client
+        .get_all_cookies()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| format!("{}={}", c.name(), c.value()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Calls `function` of the page's own chat.js module (the same instance the page runs)
+/// with `args` (JSON) and returns its result.
+async fn call_module(client: &Client, function: &str, args: &str) -> Value {
+    let script = format!(
+        "const done = arguments[arguments.length - 1]; \
+         import(document.querySelector('script[type=module]').src) \
+           .then(m => done(m.{function}(...{args})), e => done('error: ' + e));"
+    );
+    client.execute_async(&script, vec![]).await.unwrap()
+}
+
 async fn type_and_send(client: &Client, text: &str) {
     let input = client.find(Locator::Css("#message")).await.unwrap();
     input.send_keys(text).await.unwrap();
@@ -308,6 +335,10 @@ async fn two_users_on_two_transports_chat_and_survive_a_restart() {
             who,
         )
         .await;
+    }
+    // The restarted in-memory room is a new log: each page says it may have missed some.
+    for (client, who) in [(&alice, "Alice"), (&bob, "Bob")] {
+        wait_for(client, GAP_SHOWN, &format!("{who}'s missed-messages line")).await;
     }
     alice.switch_to_window(second_tab).await.unwrap();
     wait_for_message(&alice, "posted during the restart", "Alice's second tab").await;
@@ -646,4 +677,277 @@ async fn on_a_narrow_screen_the_list_folds_behind_the_count() {
         assert_eq!(shown, json!([open, true]), "{name}: open, count visible");
         client.close().await.unwrap();
     }
+}
+
+/// The page is logged out, offers the login link, and stops trying.
+const DEAD_END: &str = "var s = document.getElementById('status'); \
+    var link = document.querySelector('#error a'); \
+    return s.getAttribute('data-state') === 'logged out' && !!link \
+        && link.getAttribute('href') === '/auth/login?next=%2F' && link.offsetHeight > 0 \
+        && document.querySelector('#messageform input[type=submit]').disabled;";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_elsewhere_is_a_dead_end_on_both_transports_not_a_retry_loop() {
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn().await;
+    let (alice, bob) = tokio::join!(
+        browser(&driver, "alice", true),
+        browser(&driver, "bob", true)
+    );
+    remove_websocket(&bob).await;
+    alice
+        .goto(&app.url("/auth/login?name=Alice"))
+        .await
+        .unwrap();
+    bob.goto(&app.url("/auth/login?name=Bob")).await.unwrap();
+    wait_for_transport(&alice, "websocket", "Alice").await;
+    wait_for_transport(&bob, "longpoll", "Bob").await;
+
+    // Each login is ended from another device holding the same cookie.
+    let http = reqwest::Client::new();
+    for client in [&alice, &bob] {
+        let cookies = cookie_header(client).await;
+        let logout = http
+            .get(app.url("/auth/logout"))
+            .header("Cookie", cookies)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(logout.status(), 200);
+    }
+    // Alice's socket is closed with 1008: a dead end at once.
+    wait_for(&alice, DEAD_END, "Alice's page to show the login link").await;
+    // Bob's held poll ends with the next message; the poll after it is refused.
+    let carol = app.login(Some("Carol")).await;
+    carol.say_ok("wakes the held polls").await;
+    wait_for(&bob, DEAD_END, "Bob's page to show the login link").await;
+    // Neither page keeps trying: no socket, no held poll, for a while.
+    for _ in 0..15 {
+        assert_eq!(app.metric("chatdemo_connected_sockets").await, 0);
+        assert_eq!(app.metric("chatdemo_waiting_polls").await, 0);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The link leads back in.
+    alice
+        .find(Locator::Css("#error a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_transport(&alice, "websocket", "Alice, logged in again").await;
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_codes_decide_between_a_dead_end_at_once_and_a_backoff() {
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn().await;
+    let client = browser(&driver, "policy", true).await;
+    client.goto(&app.url("/auth/login")).await.unwrap();
+    wait_for_transport(&client, "websocket", "the page").await;
+    // The same module instance the page runs (its cursor is the page's).
+    assert_eq!(
+        call_module(&client, "afterClose", "[1008]").await,
+        json!("dead")
+    );
+    assert_eq!(
+        call_module(&client, "afterClose", "[1013]").await,
+        json!("now")
+    );
+    assert_eq!(
+        call_module(&client, "afterClose", "[1001]").await,
+        json!("later")
+    );
+    assert_eq!(
+        call_module(&client, "afterClose", "[1006]").await,
+        json!("later")
+    );
+    for (attempt, low, high) in [
+        (0, 250.0, 500.0),
+        (3, 2000.0, 4000.0),
+        (20, 15000.0, 30000.0),
+    ] {
+        let delay = call_module(&client, "backoff", &format!("[{attempt}]")).await;
+        let delay = delay.as_f64().unwrap();
+        assert!((low..=high).contains(&delay), "attempt {attempt}: {delay}");
+    }
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cursor_is_the_scripts_own_not_read_back_from_the_page() {
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn().await;
+    let reader = browser(&driver, "reader", true).await;
+    remove_websocket(&reader).await;
+    reader
+        .goto(&app.url("/auth/login?name=Reader"))
+        .await
+        .unwrap();
+    wait_for_transport(&reader, "longpoll", "the reader").await;
+    let writer = app.login(Some("Writer")).await;
+    let first = writer.say_ok("first").await;
+    wait_for_message(&reader, "first", "the reader").await;
+    let cursor = call_module(&reader, "currentCursor", "[]").await;
+    assert_eq!(cursor, json!(first.id));
+    // Something on the page (an extension, a stray script) empties the inbox and its
+    // attribute: the next polls still go on from the script's cursor, so the next message
+    // comes alone, with no reset and no replay of the first.
+    reader
+        .execute(
+            "var inbox = document.getElementById('inbox'); inbox.replaceChildren(); \
+             inbox.setAttribute('data-cursor', 'nonsense');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let second = writer.say_ok("second").await;
+    wait_for_message(&reader, "second", "the reader").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let shown = reader
+        .execute(
+            "return Array.from(document.getElementById('inbox').children).map(e => e.id);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(shown, json!([format!("m{}", second.id)]));
+    assert_eq!(
+        call_module(&reader, "currentCursor", "[]").await,
+        json!(second.id)
+    );
+    reader.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_socket_post_keeps_its_text_and_an_accepted_one_clears_it() {
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn().await;
+    let client = browser(&driver, "poster", true).await;
+    client
+        .goto(&app.url("/auth/login?name=Poster"))
+        .await
+        .unwrap();
+    wait_for_transport(&client, "websocket", "the poster").await;
+    // Too long: the server refuses it with an error frame naming this post's nonce.
+    let long = "x".repeat(2001);
+    client
+        .execute(
+            "document.getElementById('message').value = arguments[0];",
+            vec![json!(long)],
+        )
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#messageform input[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &client,
+        "var e = document.getElementById('error'); return !e.hidden && e.textContent.startsWith('Not sent');",
+        "the refusal shown",
+    )
+    .await;
+    let kept = client
+        .execute(
+            "return document.getElementById('message').value.length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        kept,
+        json!(2001),
+        "the refused text stays for the user to fix"
+    );
+    // A good post clears the input (on its own ack) and the error.
+    client
+        .execute("document.getElementById('message').value = '';", vec![])
+        .await
+        .unwrap();
+    type_and_send(&client, "this one is fine").await;
+    wait_for_input_cleared(&client, "the poster").await;
+    wait_for_message(&client, "this one is fine", "the poster").await;
+    let error_hidden = client
+        .execute("return document.getElementById('error').hidden;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(error_hidden, json!(true));
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_keeps_the_last_thousand_and_follows_only_a_reader_at_the_bottom() {
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn().await;
+    let reader = browser(&driver, "reader", true).await;
+    reader.set_window_size(900, 700).await.unwrap();
+    reader
+        .goto(&app.url("/auth/login?name=Reader"))
+        .await
+        .unwrap();
+    wait_for_transport(&reader, "websocket", "the reader").await;
+    let writer = app.login(Some("Writer")).await;
+    for i in 0..1050 {
+        writer.say_ok(&format!("m{i}")).await;
+    }
+    wait_for_message(&reader, "m1049", "the reader").await;
+    let state = "var inbox = document.getElementById('inbox'); \
+        return [inbox.childElementCount, inbox.firstElementChild.lastChild.textContent, \
+                window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 40, \
+                document.getElementById('new-messages').hidden];";
+    let shown = reader.execute(state, vec![]).await.unwrap();
+    // The oldest 50 are gone from the page; the reader was at the bottom and followed.
+    assert_eq!(shown, json!([1000, "m50", true, true]));
+
+    // Reading older messages: a new one neither scrolls the page nor is missed.
+    reader
+        .execute("window.scrollTo(0, 0);", vec![])
+        .await
+        .unwrap();
+    writer.say_ok("while you read").await;
+    wait_for_message(&reader, "while you read", "the reader").await;
+    let scrolled = reader
+        .execute(
+            "return [window.scrollY, document.getElementById('new-messages').hidden];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        scrolled,
+        json!([0, false]),
+        "stays put, with the button shown"
+    );
+    reader
+        .find(Locator::Css("#new-messages"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let shown = reader.execute(state, vec![]).await.unwrap();
+    assert_eq!(shown[2], json!(true), "the button goes to the bottom");
+    assert_eq!(shown[3], json!(true), "and hides");
+    reader.close().await.unwrap();
 }

@@ -568,5 +568,9 @@ async fn a_post_with_a_nonce_is_acknowledged_to_its_sender_alone_with_its_id() {
     let exact = serde_json::json!({"body": "x", "_xsrf": xsrf, "nonce": "é".repeat(64)});
     send_text(&mut ws, &exact.to_string()).await;
     let reply: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
-    assert_eq!(reply["nonce"].as_str().unwrap().chars().count(), 64, "64 characters are fine");
+    assert_eq!(
+        reply["nonce"].as_str().unwrap().chars().count(),
+        64,
+        "64 characters are fine"
+    );
 }
