@@ -12,17 +12,19 @@
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;
+#[path = "api/nginx.rs"]
+mod nginx;
 #[allow(dead_code)]
 #[path = "api/redis_server.rs"]
 mod redis_server;
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use helpers::TestApp;
+use nginx::{free_port, wait_listening, Nginx};
 use serde_json::{json, Value};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -60,27 +62,6 @@ fn browser_available() -> bool {
         eprintln!("skipping browser test: install chromium and chromium-driver to run it");
     }
     found
-}
-
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until something accepts connections on `port`, or panics naming `what`.
-async fn wait_listening(port: u16, what: &str, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "{what} listens");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn start_driver() -> Driver {
@@ -261,6 +242,23 @@ async fn call_module(client: &Client, function: &str, args: &str) -> Value {
     client.execute_async(&script, vec![]).await.unwrap()
 }
 
+/// Alice on the WebSocket and Bob (whose browser has no WebSocket) long polling, both
+/// logged in at `base` and connected.
+async fn alice_and_bob(driver: &Driver, base: &str) -> (Client, Client) {
+    let (alice, bob) = tokio::join!(browser(driver, "alice", true), browser(driver, "bob", true));
+    remove_websocket(&bob).await;
+    alice
+        .goto(&format!("{base}/auth/login?name=Alice"))
+        .await
+        .unwrap();
+    bob.goto(&format!("{base}/auth/login?name=Bob"))
+        .await
+        .unwrap();
+    wait_for_transport(&alice, "websocket", "Alice").await;
+    wait_for_transport(&bob, "longpoll", "Bob").await;
+    (alice, bob)
+}
+
 async fn type_and_send(client: &Client, text: &str) {
     let input = client.find(Locator::Css("#message")).await.unwrap();
     input.send_keys(text).await.unwrap();
@@ -280,19 +278,7 @@ async fn two_users_on_two_transports_chat_and_survive_a_restart() {
     }
     let driver = start_driver().await;
     let app = TestApp::spawn().await;
-    let (alice, bob) = tokio::join!(
-        browser(&driver, "alice", true),
-        browser(&driver, "bob", true)
-    );
-    remove_websocket(&bob).await;
-
-    alice
-        .goto(&app.url("/auth/login?name=Alice"))
-        .await
-        .unwrap();
-    bob.goto(&app.url("/auth/login?name=Bob")).await.unwrap();
-    wait_for_transport(&alice, "websocket", "Alice").await;
-    wait_for_transport(&bob, "longpoll", "Bob").await;
+    let (alice, bob) = alice_and_bob(&driver, &app.address).await;
     let bob_has_socket = bob
         .execute("return typeof window.WebSocket;", vec![])
         .await
@@ -398,80 +384,6 @@ async fn the_form_posts_with_javascript_disabled() {
     browser.close().await.unwrap();
 }
 
-/// nginx from `deploy/nginx.conf`, its ports replaced, in a directory of its own; killed by
-/// its PID when dropped.
-struct Nginx {
-    child: Child,
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Nginx {
-    fn available() -> bool {
-        let found = Command::new("nginx").arg("-v").output().is_ok();
-        if !found {
-            assert!(
-                std::env::var("NGINX_TESTS").as_deref() != Ok("required"),
-                "NGINX_TESTS=required is set but nginx is missing"
-            );
-            eprintln!("skipping the balancer test: install nginx to run it");
-        }
-        found
-    }
-
-    async fn start(upstreams: [u16; 2]) -> Self {
-        let port = free_port();
-        let shipped = include_str!("../deploy/nginx.conf");
-        let config = shipped
-            .replace("127.0.0.1:8881", &format!("127.0.0.1:{}", upstreams[0]))
-            .replace("127.0.0.1:8882", &format!("127.0.0.1:{}", upstreams[1]))
-            .replace("listen 127.0.0.1:8080", &format!("listen 127.0.0.1:{port}"));
-        assert_ne!(
-            config, shipped,
-            "the shipped config has the ports the test replaces"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("temp")).unwrap();
-        std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .args(["-g", "daemon off; master_process off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx starts");
-        wait_listening(port, "nginx", Duration::from_secs(10)).await;
-        Self {
-            child,
-            dir,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    /// The upstream port of every logged request to `path`.
-    fn upstreams_of(&self, path: &str) -> Vec<String> {
-        let log = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
-        log.lines()
-            .filter(|line| {
-                line.contains(&format!(" {path} ")) || line.contains(&format!(" {path}?"))
-            })
-            .filter_map(|line| line.split("upstream=").nth(1))
-            .filter_map(|rest| rest.split_whitespace().next())
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_chat_through_nginx_over_two_instances_without_sticky_sessions() {
     if !browser_available() || !Nginx::available() {
@@ -492,17 +404,7 @@ async fn two_users_chat_through_nginx_over_two_instances_without_sticky_sessions
     let (a, b) = (instance().await, instance().await);
     let nginx = Nginx::start([a.port, b.port]).await;
     let driver = start_driver().await;
-    let (alice, bob) = tokio::join!(
-        browser(&driver, "alice", true),
-        browser(&driver, "bob", true)
-    );
-    remove_websocket(&bob).await;
-    let at = |path: &str| format!("{}{path}", nginx.url);
-
-    alice.goto(&at("/auth/login?name=Alice")).await.unwrap();
-    bob.goto(&at("/auth/login?name=Bob")).await.unwrap();
-    wait_for_transport(&alice, "websocket", "Alice").await;
-    wait_for_transport(&bob, "longpoll", "Bob").await;
+    let (alice, bob) = alice_and_bob(&driver, &nginx.url).await;
 
     for round in 0..3 {
         let from_alice = format!("Alice says {round}");
@@ -693,18 +595,7 @@ async fn a_logout_elsewhere_is_a_dead_end_on_both_transports_not_a_retry_loop() 
     }
     let driver = start_driver().await;
     let app = TestApp::spawn().await;
-    let (alice, bob) = tokio::join!(
-        browser(&driver, "alice", true),
-        browser(&driver, "bob", true)
-    );
-    remove_websocket(&bob).await;
-    alice
-        .goto(&app.url("/auth/login?name=Alice"))
-        .await
-        .unwrap();
-    bob.goto(&app.url("/auth/login?name=Bob")).await.unwrap();
-    wait_for_transport(&alice, "websocket", "Alice").await;
-    wait_for_transport(&bob, "longpoll", "Bob").await;
+    let (alice, bob) = alice_and_bob(&driver, &app.address).await;
 
     // Each login is ended from another device holding the same cookie.
     let http = reqwest::Client::new();

@@ -101,15 +101,7 @@ impl TestApp {
     }
 
     pub async fn metric(&self, name: &str) -> u64 {
-        let text = reqwest::get(self.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("metric {name} in {text}"))
+        metric_at(&self.address, name).await
     }
 
     /// Waits until `metric` reads `want`, or panics after `limit`.
@@ -127,6 +119,22 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The value of metric `name` on the server at `base`.
+pub async fn metric_at(base: &str, name: &str) -> u64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{name} "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("metric {name} in {text}"))
 }
 
 pub fn client(jar: Arc<Jar>) -> reqwest::Client {

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::process::{login, raw_request, rss_kib, Server};
+use crate::helpers::metric_at;
+use crate::process::{hold_polls, login, rss_kib, Server};
 
 /// A WebSocket handshake by hand; returns the stream right after the 101.
 async fn upgrade(server: &Server, cookies: &str) -> TcpStream {
@@ -69,16 +70,7 @@ async fn read_close_code(stream: &mut tokio::net::tcp::OwnedReadHalf) -> u16 {
 }
 
 async fn metric(server: &Server, name: &str) -> u64 {
-    let text = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} in {text}"))
+    metric_at(&server.url(""), name).await
 }
 
 async fn wait_for_metric(server: &Server, name: &str, want: u64, limit: Duration) -> Duration {
@@ -168,21 +160,7 @@ async fn a_frame_declaring_a_terabyte_is_refused_at_its_header_without_buffering
 async fn abandoned_held_polls_are_released_within_two_seconds() {
     const POLLS: u64 = 300;
     let server = Server::start(&[]).await;
-    let (cookies, xsrf) = login(&server).await;
-    let request = raw_request(
-        server.port,
-        "/a/message/updates",
-        &cookies,
-        &format!("_xsrf={xsrf}"),
-    );
-    let mut streams = Vec::new();
-    for _ in 0..POLLS {
-        let mut stream = TcpStream::connect(("127.0.0.1", server.port))
-            .await
-            .unwrap();
-        stream.write_all(request.as_bytes()).await.unwrap();
-        streams.push(stream);
-    }
+    let streams = hold_polls(&server, POLLS as usize).await;
     wait_for_metric(
         &server,
         "chatdemo_waiting_polls",

@@ -150,6 +150,29 @@ pub(crate) fn raw_request(port: u16, path: &str, cookies: &str, body: &str) -> S
     )
 }
 
+/// `count` long polls of one new login, each on a connection of its own, sent and not read.
+pub(crate) async fn hold_polls(server: &Server, count: usize) -> Vec<TcpStream> {
+    let (cookies, xsrf) = login(server).await;
+    let request = raw_request(
+        server.port,
+        "/a/message/updates",
+        &cookies,
+        &format!("_xsrf={xsrf}"),
+    );
+    send_requests(server.port, &request, count).await
+}
+
+/// `request` sent `count` times, each on a connection of its own; nothing is read.
+pub(crate) async fn send_requests(port: u16, request: &str, count: usize) -> Vec<TcpStream> {
+    let mut streams = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        streams.push(stream);
+    }
+    streams
+}
+
 #[tokio::test]
 async fn sigterm_answers_held_polls_and_exits_within_seconds() {
     let mut server = Server::start(&[]).await;
@@ -271,14 +294,7 @@ async fn ten_thousand_held_polls_all_get_the_next_message_and_then_leave_nothing
         &cookies,
         &format!("_xsrf={xsrf}"),
     );
-    let mut streams = Vec::with_capacity(POLLS);
-    for _ in 0..POLLS {
-        let mut stream = TcpStream::connect(("127.0.0.1", server.port))
-            .await
-            .unwrap();
-        stream.write_all(request.as_bytes()).await.unwrap();
-        streams.push(stream);
-    }
+    let streams = send_requests(server.port, &request, POLLS).await;
     let metrics = || async {
         reqwest::get(server.url("/metrics"))
             .await
