@@ -100,6 +100,20 @@ impl PeerSocket {
 /// Whether a response body is still held by its connection's dispatcher.
 pub struct BodyAlive(Weak<()>);
 
+impl BodyAlive {
+    /// Waits (at most `limit`) for the dispatcher to finish with the body; true if it did.
+    pub async fn gone_within(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.0.strong_count() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+}
+
 /// Wraps `response`'s body so that [`BodyAlive`] can tell when the dispatcher drops it.
 pub fn watch_body(response: HttpResponse) -> (HttpResponse, BodyAlive) {
     let token = Rc::new(());

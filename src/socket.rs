@@ -35,6 +35,8 @@ const WRITE_BATCH: u64 = 64;
 /// How often a blocked write looks at how far behind its client has fallen.
 const LAG_CHECK: Duration = Duration::from_millis(50);
 const TOO_SLOW: &str = "too slow; reconnect with your cursor";
+/// How long a close frame may take to leave before the connection is reset instead.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 const LOGGED_OUT: &str = "logged out";
 
 /// A post over the socket: exactly these keys.
@@ -222,11 +224,11 @@ pub async fn serve(mut conn: SocketConnection) {
                 code,
                 description: Some(reason.to_owned()),
             }));
-            if tokio::time::timeout(Duration::from_secs(1), close)
-                .await
-                .is_err()
-            {
-                // Not even the close frame fits: the client is not reading.
+            let queued = tokio::time::timeout(CLOSE_GRACE, close).await.is_ok();
+            // The close frame leaves with the response body's end. If that has not come
+            // within the grace (the frame is queued behind writes the client does not
+            // take, or did not even fit), the client is not reading: reset.
+            if !queued || !alive.gone_within(CLOSE_GRACE).await {
                 abort();
             }
         }

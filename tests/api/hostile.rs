@@ -91,7 +91,13 @@ async fn wait_for_metric(server: &Server, name: &str, want: u64, limit: Duration
 /// Sockets of `port`'s server side in the kernel's table in state `state` (hex, as in
 /// /proc/net/tcp: 08 is CLOSE_WAIT).
 fn server_sockets_in_state(port: u16, state: &str) -> usize {
+    server_sockets(port, None, state)
+}
+
+/// The same, only those connected to the client port `peer` when given.
+fn server_sockets(port: u16, peer: Option<u16>, state: &str) -> usize {
     let local = format!(":{port:04X}");
+    let remote = peer.map(|p| format!(":{p:04X}"));
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|path| std::fs::read_to_string(path).ok())
@@ -106,7 +112,11 @@ fn server_sockets_in_state(port: u16, state: &str) -> usize {
                 })
                 .collect::<Vec<_>>()
         })
-        .filter(|fields| fields[1].ends_with(&local) && fields[3] == state)
+        .filter(|fields| {
+            fields[1].ends_with(&local)
+                && remote.as_ref().is_none_or(|r| fields[2].ends_with(r))
+                && fields[3] == state
+        })
         .count()
 }
 
@@ -238,5 +248,53 @@ async fn a_client_that_floods_pings_and_never_reads_is_dropped() {
         .unwrap();
     eprintln!("the flood ended with: {error}");
     assert!(metric(&server, "chatdemo_slow_disconnects_total").await >= 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_never_reads_while_the_room_is_busy_is_dropped_not_kept() {
+    let server = Server::start(&[("CHATDEMO_ROOM__RATE_BURST", "1000000")]).await;
+    let (cookies, xsrf) = login(&server).await;
+    let stream = upgrade(&server, &cookies).await;
+    let client_port = stream.local_addr().unwrap().port();
+    wait_for_metric(
+        &server,
+        "chatdemo_connected_sockets",
+        1,
+        Duration::from_secs(2),
+    )
+    .await;
+    // Messages of 2,000 characters until the socket is gone; it reads nothing.
+    let http = reqwest::Client::new();
+    let body = format!("_xsrf={xsrf}&body={}", "y".repeat(2000));
+    let started = Instant::now();
+    while metric(&server, "chatdemo_connected_sockets").await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still connected after 30 s"
+        );
+        for _ in 0..50 {
+            let response = http
+                .post(server.url("/a/message/new"))
+                .header("Cookie", &cookies)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    }
+    eprintln!("dropped after {:?}", started.elapsed());
+    // And the server let go of the connection itself, not just of its task.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while server_sockets(server.port, Some(client_port), "01") > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the server still holds the connection"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stream);
     server.stop().await;
 }
