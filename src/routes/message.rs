@@ -57,8 +57,13 @@ pub(super) async fn poll_updates(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let body = read_body(&req, payload, &state).await?;
-    let form: PollForm = checked_form(&req, &body, &state, &login)?;
+    // The body is not kept for the hold.
+    let form: PollForm = checked_form(
+        &req,
+        &read_body(&req, payload, &state).await?,
+        &state,
+        &login,
+    )?;
     // Online while the poll is held, and for the poll window after it is answered.
     let _online = state.presence.connect(&login, Via::Poll);
     let poll = state.hub.poll(form.cursor, state.poll_timeout);
