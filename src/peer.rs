@@ -10,21 +10,28 @@
 //! keep to that on the worker thread the dispatcher runs on, with no `.await` between the
 //! check and the call:
 //! - a request handler is itself owned by the dispatcher, so while it runs the socket is
-//!   open;
+//!   open; the per-thread hang-up watcher looks only at requests still registered, and a
+//!   request leaves the register when its future is dropped;
 //! - a WebSocket task outlives its request, so it asks [`BodyAlive`], a token the response
 //!   body (owned by the dispatcher) holds.
 #![allow(unsafe_code)]
 
 use std::any::Any;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::pin::Pin;
 use std::rc::{Rc, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::Extensions;
 use actix_web::{HttpRequest, HttpResponse};
 use socket2::SockRef;
+use tokio::sync::oneshot;
 
 /// How often a handler waiting on the room looks whether its client is still there.
 const HANG_UP_CHECK: Duration = Duration::from_millis(500);
@@ -69,16 +76,25 @@ impl PeerSocket {
         }
     }
 
-    /// Resolves when the client hangs up; pending forever otherwise. Polled inside a
+    /// Resolves when the client hangs up; pending forever otherwise. Awaited inside a
     /// request handler only. A client that half-closes its side while waiting for the
     /// answer counts as gone: browsers and HTTP libraries do not do that.
-    pub async fn hung_up(self) {
-        loop {
-            tokio::time::sleep(HANG_UP_CHECK).await;
-            if self.has_hung_up() {
-                return;
+    ///
+    /// One watcher per worker thread looks at all of its held requests every
+    /// `HANG_UP_CHECK` and wakes only those whose client has gone: a timer per request
+    /// would wake every held poll (and its whole connection) twice a second.
+    pub fn hung_up(self) -> HangUp {
+        let (tell, told) = oneshot::channel();
+        let key = WATCHED.with_borrow_mut(|watched| {
+            if !watched.running {
+                watched.running = true;
+                actix_web::rt::spawn(watch_this_thread());
             }
-        }
+            watched.next_key += 1;
+            watched.requests.insert(watched.next_key, (self, tell));
+            watched.next_key
+        });
+        HangUp { key, told }
     }
 
     /// Drops the connection at once with a reset, discarding whatever the client has not
@@ -93,6 +109,70 @@ impl PeerSocket {
             // deliver it to a client that does not read.
             let _ = s.set_linger(Some(Duration::ZERO));
             let _ = s.shutdown(std::net::Shutdown::Both);
+        });
+    }
+}
+
+/// The requests of this worker thread waiting on [`PeerSocket::hung_up`].
+#[derive(Default)]
+struct HeldRequests {
+    requests: HashMap<u64, (PeerSocket, oneshot::Sender<()>)>,
+    next_key: u64,
+    running: bool,
+}
+
+thread_local! {
+    static WATCHED: RefCell<HeldRequests> = RefCell::default();
+}
+
+/// Resolves when the client of its request has hung up. Dropping it (the request is
+/// answered, or the handler is dropped with its connection) stops the watching at once,
+/// so the watcher never looks at a socket whose dispatcher is gone.
+pub struct HangUp {
+    key: u64,
+    told: oneshot::Receiver<()>,
+}
+
+impl Future for HangUp {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match Pin::new(&mut self.told).poll(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(()),
+            // The watcher is gone (the worker is stopping): never resolves.
+            Poll::Ready(Err(_)) | Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for HangUp {
+    fn drop(&mut self) {
+        // `try_with`: a thread being torn down has dropped the registry already.
+        let _ = WATCHED.try_with(|watched| watched.borrow_mut().requests.remove(&self.key));
+    }
+}
+
+/// This worker thread's watcher: every `HANG_UP_CHECK`, tells each request whose client
+/// has hung up. Runs on the thread whose dispatchers own the sockets it looks at, and every
+/// request it holds is still registered, so still owned by a live dispatcher (see the
+/// module comment).
+async fn watch_this_thread() {
+    let mut tick = tokio::time::interval(HANG_UP_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        WATCHED.with_borrow_mut(|watched| {
+            let gone: Vec<u64> = watched
+                .requests
+                .iter()
+                .filter(|(_, (peer, _))| peer.has_hung_up())
+                .map(|(key, _)| *key)
+                .collect();
+            for key in gone {
+                if let Some((_, tell)) = watched.requests.remove(&key) {
+                    let _ = tell.send(());
+                }
+            }
         });
     }
 }
@@ -140,9 +220,9 @@ impl MessageBody for Watched {
     }
 
     fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<bytes::Bytes, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_next(cx)
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<bytes::Bytes, Self::Error>>> {
+        Pin::new(&mut self.body).poll_next(cx)
     }
 }
