@@ -8,7 +8,8 @@
 #   benches/soak.sh               30 minutes
 #   benches/soak.sh --minutes 2   a short run (what CI does)
 #
-# The server listens on 127.0.0.1 only and is stopped by its PID; the run stops by itself.
+# The server listens on 127.0.0.1 (a free port) and is stopped by its PID; the run stops by
+# itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,21 +27,25 @@ cargo build --locked --release --bin chatdemo
 cargo bench --locked --bench soak --no-run
 soak=$(cargo bench --locked --bench soak --no-run 2>&1 | grep -o 'target/release/deps/soak-[0-9a-f]*' | head -n 1)
 
-port=18895
 # 2,000 clients need more descriptors than a default shell allows, on both sides.
 ulimit -n "$(ulimit -Hn)"
 # Every client is 127.0.0.1: the limits per address and per login would stop the load.
+# Port 0: the server picks a free port and logs it.
+log="$out/soak-server.log"
 CHATDEMO_ROOM__RATE_BURST=1000000 CHATDEMO_ROOM__RATE_PER_SEC=1000000 \
   CHATDEMO_ROOM__ADDRESS_BURST=1000000 CHATDEMO_ROOM__ADDRESS_PER_SEC=1000000 \
   CHATDEMO_SECURITY__LOGIN_BURST=1000000 CHATDEMO_SECURITY__LOGIN_PER_SEC=1000000 \
-  CHATDEMO_PRESENCE__NOTICES=false RUST_LOG=warn \
-  target/release/chatdemo --port "$port" > "$out/soak-server.log" 2>&1 &
+  CHATDEMO_PRESENCE__NOTICES=false RUST_LOG=warn,chatdemo::startup=info NO_COLOR=1 \
+  target/release/chatdemo --port 0 > "$log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
+port=""
 for _ in $(seq 1 200); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+  port=$(grep -o 'port=[0-9]*' "$log" | head -n 1 | cut -d= -f2 || true)
+  [ -n "$port" ] && break
   sleep 0.05
 done
+[ -n "$port" ] || { echo "the server did not start: $(cat "$log")" >&2; exit 1; }
 
 "$soak" --url "http://127.0.0.1:$port" --server-pid "$server" --minutes "$minutes" \
   | tee "$out/soak.txt"
