@@ -300,10 +300,8 @@ async fn run(conn: &mut SocketConnection) -> End {
                     Some(Ok(AggregatedMessage::Ping(payload))) => {
                         // Bounded like every write: a client that floods pings and never
                         // reads fills the queue, and then this gives up.
-                        match tokio::time::timeout(deadline, conn.session.pong(&payload)).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(_)) => return End::ByClient,
-                            Err(_) => return End::Stalled,
+                        if let Err(end) = control(conn.session.pong(&payload), deadline).await {
+                            return end;
                         }
                     }
                     Some(Ok(AggregatedMessage::Pong(payload))) => {
@@ -341,10 +339,8 @@ async fn run(conn: &mut SocketConnection) -> End {
                     return End::Stalled;
                 }
                 pings_sent += 1;
-                match tokio::time::timeout(deadline, conn.session.ping(&pings_sent.to_be_bytes())).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return End::ByClient,
-                    Err(_) => return End::Stalled,
+                if let Err(end) = control(conn.session.ping(&pings_sent.to_be_bytes()), deadline).await {
+                    return end;
                 }
             }
         }
@@ -355,6 +351,19 @@ async fn run(conn: &mut SocketConnection) -> End {
 /// reading.
 fn write_deadline(ping_every: Duration) -> Duration {
     WRITE_TIMEOUT.min(ping_every * 2)
+}
+
+/// Sends a control frame (ping or pong) within `deadline`: a closed session means the
+/// client went, a missed deadline that it is not reading.
+async fn control(
+    send: impl std::future::Future<Output = Result<(), actix_ws::Closed>>,
+    deadline: Duration,
+) -> Result<(), End> {
+    match tokio::time::timeout(deadline, send).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(End::ByClient),
+        Err(_) => Err(End::Stalled),
+    }
 }
 
 /// Writes one frame; false when the client has not taken it in time (or is gone).
