@@ -10,6 +10,7 @@ pub mod error;
 pub mod form;
 pub mod forwarded;
 pub mod frame_limit;
+pub mod heap;
 pub mod hub;
 pub mod linkify;
 pub mod metrics;

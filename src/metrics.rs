@@ -4,6 +4,8 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::heap;
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// WebSockets open now.
@@ -77,12 +79,29 @@ impl Metrics {
             ),
         ];
         let mut out = String::new();
-        for (name, kind, help, value) in rows {
+        let mut row = |name: &str, kind: &str, help: &str, value: u64| {
             // Writing to a String cannot fail.
             let _ = writeln!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-                value.load(Relaxed)
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        for (name, kind, help, value) in rows {
+            row(name, kind, help, value.load(Relaxed));
+        }
+        // Only where the allocator can tell (glibc): see `heap` for why they matter.
+        if let Some(heap) = heap::stats() {
+            row(
+                "chatdemo_heap_mapped_bytes",
+                "gauge",
+                "Bytes the memory allocator has taken from the kernel, touched or not.",
+                heap.mapped,
+            );
+            row(
+                "chatdemo_heap_in_use_bytes",
+                "gauge",
+                "Bytes the memory allocator has handed out and not had back.",
+                heap.in_use,
             );
         }
         out

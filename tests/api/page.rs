@@ -108,4 +108,10 @@ async fn health_and_metrics_report_the_room() {
         assert!(text.contains(&format!("# TYPE {name}")), "{name} in {text}");
     }
     assert_eq!(app.metric("chatdemo_messages_posted_total").await, 2);
+    // The allocator's own counts, where it can give them (glibc).
+    if cfg!(all(target_os = "linux", target_env = "gnu")) {
+        let mapped = app.metric("chatdemo_heap_mapped_bytes").await;
+        let in_use = app.metric("chatdemo_heap_in_use_bytes").await;
+        assert!(in_use > 0 && in_use <= mapped, "{in_use} of {mapped}");
+    }
 }
