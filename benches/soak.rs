@@ -2,9 +2,10 @@
 //! time while messages arrive at a steady rate and a share of the clients reconnect every
 //! minute (each from its own cursor). Every minute it prints the server's resident memory,
 //! the heap its allocator holds and has handed out (from `/metrics`, where the server can
-//! count them), open descriptors, held polls and open sockets; at the end it checks that, after the
-//! warm-up (a sixth of the run), each stayed within the tolerance of its value then, and that
-//! every client got every message exactly once, in order, through all its reconnects.
+//! count them), open descriptors, held polls and open sockets; at the end it checks that,
+//! after the warm-up (a sixth of the run), each stayed within the tolerance of its value
+//! then, and that every client got every message exactly once, in order, through all its
+//! reconnects.
 //!
 //! `cargo bench --bench soak -- --url http://127.0.0.1:8888 --server-pid PID --minutes 30`
 //! (`benches/soak.sh` starts the server and runs this). Loopback only; it stops by itself.
