@@ -162,16 +162,11 @@ async fn watch_this_thread() {
     loop {
         tick.tick().await;
         WATCHED.with_borrow_mut(|watched| {
-            let gone: Vec<u64> = watched
+            let gone = watched
                 .requests
-                .iter()
-                .filter(|(_, (peer, _))| peer.has_hung_up())
-                .map(|(key, _)| *key)
-                .collect();
-            for key in gone {
-                if let Some((_, tell)) = watched.requests.remove(&key) {
-                    let _ = tell.send(());
-                }
+                .extract_if(|_, (peer, _)| peer.has_hung_up());
+            for (_, (_, tell)) in gone {
+                let _ = tell.send(());
             }
         });
     }
