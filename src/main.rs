@@ -38,7 +38,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(settings.log.format());
+    telemetry::init(settings.log.format);
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(error) => {

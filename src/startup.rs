@@ -2,7 +2,6 @@
 //! actix server whose workers share them. Also the shutdown path used by signals and tests.
 
 use std::net::TcpListener;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,9 +87,9 @@ impl Application {
     /// hub task is spawned on it).
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let max_connections = settings.server.connection_limit(raise_open_file_limit())?;
-        let assets = match settings.server.assets_dir.as_str() {
-            "" => Assets::Embedded,
-            dir => Assets::directory(Path::new(dir))?,
+        let assets = match &settings.server.assets_dir {
+            None => Assets::Embedded,
+            Some(dir) => Assets::directory(dir)?,
         };
         let templates = Arc::new(Templates::load(&assets)?);
         let secret = cookie_secret(&settings);
@@ -127,7 +126,7 @@ impl Application {
                 sockets,
                 metrics: metrics.clone(),
                 security: settings.security.clone(),
-                proxies: TrustedProxies::new(settings.server.trusted_proxies()),
+                proxies: TrustedProxies::new(settings.server.trusted_proxies.clone()),
                 login_rate: RateLimiter::new(
                     settings.security.login_burst,
                     settings.security.login_per_sec,
@@ -258,7 +257,7 @@ async fn start_room(
         log,
         templates: templates.clone(),
     };
-    match settings.store.backend() {
+    match settings.store.backend {
         Backend::Memory => {
             metrics.store_up.store(1, Relaxed);
             let hub = HubHandle::start(hub_config(LogStart::new_epoch()), metrics);

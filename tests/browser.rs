@@ -395,10 +395,10 @@ async fn two_users_chat_through_nginx_over_two_instances_without_sticky_sessions
     let instance = || {
         let url = redis.url();
         TestApp::spawn_with(move |s| {
-            s.store.set_backend(chatdemo::config::Backend::Redis);
+            s.store.backend = chatdemo::config::Backend::Redis;
             s.store.redis_url = url;
             s.store.key_prefix = "balanced".into();
-            s.server.trusted_proxies = vec!["127.0.0.1".into()];
+            s.server.trusted_proxies = vec![std::net::IpAddr::from([127, 0, 0, 1])];
         })
     };
     let (a, b) = (instance().await, instance().await);

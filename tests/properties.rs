@@ -129,8 +129,8 @@ proptest! {
     }
 }
 
-/// Every key of the shipped configuration, as `(section, key)`.
-fn every_setting() -> Vec<(String, String)> {
+/// Every key of the shipped configuration, as `(section, key)`, with its default as TOML.
+fn every_setting() -> Vec<(String, String, toml::Value)> {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
     let table: toml::Table = text.parse().unwrap();
@@ -139,11 +139,100 @@ fn every_setting() -> Vec<(String, String)> {
         .flat_map(|(section, keys)| {
             keys.as_table()
                 .unwrap()
-                .keys()
-                .map(|key| (section.clone(), key.clone()))
+                .iter()
+                .map(|(key, value)| (section.clone(), key.clone(), value.clone()))
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// What the README's settings table says a key accepts.
+#[derive(Debug, Clone)]
+enum Documented {
+    /// `A–B`: a whole number in that range.
+    Whole(u64, u64),
+    /// `above 0, at most 1,000,000`.
+    Rate,
+    /// `true/false`.
+    Flag,
+    /// `` `a` or `b` ``: one of these words.
+    OneOf(Vec<String>),
+    /// Anything else (an address, a path, a URL): checked by the unit tests.
+    Other,
+}
+
+impl Documented {
+    fn parse(cell: &str) -> Self {
+        let number = |t: &str| t.trim().replace(',', "").parse::<u64>().ok();
+        if let Some((low, high)) = cell.split_once('–') {
+            if let (Some(low), Some(high)) = (number(low), number(high)) {
+                return Self::Whole(low, high);
+            }
+        }
+        if cell == "above 0, at most 1,000,000" {
+            return Self::Rate;
+        }
+        if cell == "true/false" {
+            return Self::Flag;
+        }
+        let words: Vec<String> = cell
+            .split(" or ")
+            .map(|w| w.trim().trim_matches('`').to_owned())
+            .collect();
+        if words.len() > 1 && cell.split(" or ").all(|w| w.trim().starts_with('`')) {
+            return Self::OneOf(words);
+        }
+        Self::Other
+    }
+
+    /// Whether `value`, given as an environment variable, is within the documented range.
+    fn admits(&self, value: &str) -> Option<bool> {
+        Some(match self {
+            // `-0` is 0, as a number read from text.
+            Self::Whole(low, high) => value
+                .parse::<i128>()
+                .is_ok_and(|n| (i128::from(*low)..=i128::from(*high)).contains(&n)),
+            Self::Rate => value
+                .parse::<f64>()
+                .is_ok_and(|n| n.is_finite() && n > 0.0 && n <= 1_000_000.0),
+            Self::Flag => ["true", "false", "1", "0", "yes", "no", "on", "off"]
+                .iter()
+                .any(|word| word.eq_ignore_ascii_case(value)),
+            Self::OneOf(words) => words.iter().any(|w| w == value),
+            Self::Other => return None,
+        })
+    }
+}
+
+/// The README's settings table: key -> (default cell, range cell).
+fn readme_settings() -> BTreeMap<String, (String, String)> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    readme
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.strip_prefix("| `")?.split(" | ").collect();
+            let key = cells.first()?.strip_suffix('`')?;
+            (cells.len() >= 4 && key.contains('.')).then(|| {
+                (
+                    key.to_owned(),
+                    (cells[1].trim().to_owned(), cells[2].trim().to_owned()),
+                )
+            })
+        })
+        .collect()
+}
+
+fn env_name(section: &str, key: &str) -> String {
+    format!(
+        "CHATDEMO_{}__{}",
+        section.to_uppercase(),
+        key.to_uppercase()
+    )
+}
+
+fn load(env: &[(String, String)]) -> Result<Settings, chatdemo::config::ConfigError> {
+    Settings::load_from(None, env.to_vec(), &CliOverrides::default())
 }
 
 /// Values of every kind and size a person (or a typo) could put in a setting.
@@ -153,6 +242,7 @@ fn any_setting_value() -> impl Strategy<Value = String> {
         any::<u64>().prop_map(|n| n.to_string()),
         any::<f64>().prop_map(|n| n.to_string()),
         (0u64..100_000).prop_map(|n| n.to_string()),
+        (0u64..5000).prop_map(|n| format!("{}.5", n)),
         Just("999999999999999999999999".to_owned()),
         Just("-1".to_owned()),
         Just("0".to_owned()),
@@ -160,9 +250,12 @@ fn any_setting_value() -> impl Strategy<Value = String> {
         Just("NaN".to_owned()),
         Just("inf".to_owned()),
         Just("true".to_owned()),
+        Just("on".to_owned()),
         Just("".to_owned()),
         Just("[\"x\"]".to_owned()),
         Just("127.0.0.1".to_owned()),
+        Just("redis".to_owned()),
+        Just("json".to_owned()),
         "\\PC{0,12}",
     ]
 }
@@ -170,47 +263,132 @@ fn any_setting_value() -> impl Strategy<Value = String> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(1500))]
 
-    /// Any value for any key (several at once): the settings load or are refused with
-    /// the key named; never a panic.
+    /// Any value for any key (several at once): the settings are refused with a key named,
+    /// or they load, and then every value given is one the README's table admits for its key.
     #[test]
-    fn any_value_for_any_setting_loads_or_names_the_key(
+    fn any_value_for_any_setting_loads_within_its_documented_range_or_names_the_key(
         picks in proptest::collection::vec((any::<prop::sample::Index>(), any_setting_value()), 1..4),
     ) {
         let settings = every_setting();
-        let env: Vec<(String, String)> = picks
+        let documented = readme_settings();
+        let chosen: Vec<(&str, &str, &str)> = picks
             .iter()
             .map(|(index, value)| {
-                let (section, key) = index.get(&settings);
-                (format!("CHATDEMO_{}__{}", section.to_uppercase(), key.to_uppercase()), value.clone())
+                let (section, key, _) = index.get(&settings);
+                (section.as_str(), key.as_str(), value.as_str())
             })
             .collect();
-        match Settings::load_from(None, env.clone(), &CliOverrides::default()) {
-            Ok(_) => {}
+        let env: Vec<(String, String)> = chosen
+            .iter()
+            .map(|(section, key, value)| (env_name(section, key), (*value).to_owned()))
+            .collect();
+        match load(&env) {
+            Ok(_) => {
+                // The last value given for a key is the one in force.
+                let mut last = BTreeMap::new();
+                for (section, key, value) in &chosen {
+                    last.insert(format!("{section}.{key}"), *value);
+                }
+                for (dotted, value) in last {
+                    let range = Documented::parse(&documented[&dotted].1);
+                    prop_assert!(
+                        range.admits(value) != Some(false),
+                        "{} = {:?} loaded, but the README documents {:?}", dotted, value, range
+                    );
+                }
+            }
             Err(error) => {
                 let message = error.to_string();
-                let named = picks.iter().any(|(index, _)| {
-                    let (section, key) = index.get(&settings);
-                    message.contains(&format!("{section}.{key}"))
-                });
+                let named = chosen
+                    .iter()
+                    .any(|(section, key, _)| message.contains(&format!("{section}.{key}")));
                 prop_assert!(named, "{:?} -> {}", env, message);
             }
         }
     }
 }
 
+/// Every key has a row in the README's table, with its default as shipped.
 #[test]
-fn every_setting_has_a_documented_range() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    for (section, key) in every_setting() {
-        let row = readme
-            .lines()
-            .find(|line| line.starts_with(&format!("| `{section}.{key}` |")))
-            .unwrap_or_else(|| panic!("{section}.{key} is not in the README's settings table"));
-        let cells: Vec<&str> = row.split(" | ").collect();
-        assert!(
-            cells.len() >= 4 && !cells[2].trim().is_empty(),
-            "no range for {section}.{key}: {row}"
-        );
+fn every_setting_is_in_the_readme_with_its_shipped_default() {
+    let documented = readme_settings();
+    for (section, key, default) in every_setting() {
+        let dotted = format!("{section}.{key}");
+        let (shown, range) = documented
+            .get(&dotted)
+            .unwrap_or_else(|| panic!("{dotted} is not in the README's settings table"));
+        assert!(!range.is_empty(), "no range for {dotted}");
+        let expected = match &default {
+            toml::Value::String(s) => format!("`{s}`"),
+            toml::Value::Array(items) if items.is_empty() => "`[]`".to_owned(),
+            other => format!("`{other}`"),
+        };
+        // Strings are shown bare (`memory`), except the empty one (`""`).
+        let expected = if expected == "``" {
+            "`\"\"`".to_owned()
+        } else {
+            expected
+        };
+        assert_eq!(shown, &expected, "the README's default for {dotted}");
     }
+    assert_eq!(
+        documented.len(),
+        every_setting().len(),
+        "rows for keys that do not exist"
+    );
+}
+
+/// Each documented range is the one enforced: its ends load, one step past them is refused
+/// naming the key.
+#[test]
+fn the_documented_ranges_are_the_ranges_enforced() {
+    let documented = readme_settings();
+    let mut checked = 0;
+    for (section, key, _) in every_setting() {
+        let dotted = format!("{section}.{key}");
+        let name = env_name(&section, &key);
+        let with = |value: &str| load(&[(name.clone(), value.to_owned())]);
+        let refused = |value: &str| match with(value) {
+            Ok(_) => panic!("{dotted} = {value:?} loaded, outside its documented range"),
+            Err(error) => assert!(error.to_string().contains(&dotted), "{dotted}: {error}"),
+        };
+        match Documented::parse(&documented[&dotted].1) {
+            Documented::Whole(low, high) => {
+                for inside in [low, high] {
+                    assert!(with(&inside.to_string()).is_ok(), "{dotted} = {inside}");
+                }
+                if low > 0 {
+                    refused(&(low - 1).to_string());
+                }
+                refused(&(high + 1).to_string());
+            }
+            Documented::Rate => {
+                for inside in ["0.001", "1000000"] {
+                    assert!(with(inside).is_ok(), "{dotted} = {inside}");
+                }
+                for outside in ["0", "-1", "1000000.5", "NaN"] {
+                    refused(outside);
+                }
+            }
+            Documented::Flag => {
+                assert!(with("true").is_ok() && with("false").is_ok());
+                refused("maybe");
+            }
+            Documented::OneOf(words) => {
+                // `redis` needs a secret as well: the words are checked for being words.
+                for word in &words {
+                    if let Err(error) = with(word) {
+                        assert!(
+                            !error.to_string().contains("is not one of"),
+                            "{dotted}: {error}"
+                        );
+                    }
+                }
+                refused("none-of-these");
+            }
+            Documented::Other => continue,
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} ranges were checked");
 }

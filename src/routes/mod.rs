@@ -121,7 +121,7 @@ fn require_same_origin(req: &HttpRequest, state: &AppState) -> Result<(), AppErr
                 .security
                 .allowed_origins
                 .iter()
-                .any(|a| a.eq_ignore_ascii_case(origin));
+                .any(|a| a.as_str().eq_ignore_ascii_case(origin));
         if !allowed {
             return Err(AppError::Forbidden("cross-origin POSTs are not allowed"));
         }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use tracing::Instrument;
 
 use crate::auth::CurrentUser;
+use crate::config::Origin;
 use crate::domain::Cursor;
 use crate::error::AppError;
 use crate::form::{self, empty_as_none};
@@ -82,14 +83,16 @@ pub(super) async fn open_socket(
 
 /// The Origin must be this server's own (scheme, host and port as the browser addressed
 /// it) or on the configured allowlist. Missing or `null` is refused.
-fn check_origin(req: &HttpRequest, own: &str, allowed: &[String]) -> Result<(), AppError> {
+fn check_origin(req: &HttpRequest, own: &str, allowed: &[Origin]) -> Result<(), AppError> {
     let origin = req
         .headers()
         .get(actix_web::http::header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .ok_or(AppError::Forbidden("Origin header required"))?;
-    let allowed =
-        origin.eq_ignore_ascii_case(own) || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin));
+    let allowed = origin.eq_ignore_ascii_case(own)
+        || allowed
+            .iter()
+            .any(|a| a.as_str().eq_ignore_ascii_case(origin));
     if allowed {
         Ok(())
     } else {

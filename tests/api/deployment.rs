@@ -211,8 +211,8 @@ async fn a_theme_directory_replaces_the_built_in_files() {
     std::fs::write(theme.path().join("static/chat.css"), css).unwrap();
     let builtin = TestApp::spawn().await;
     let builtin_page = builtin.login(None).await.page().await;
-    let dir = theme.path().to_str().unwrap().to_owned();
-    let app = TestApp::spawn_with(|s| s.server.assets_dir = dir).await;
+    let dir = theme.path().to_owned();
+    let app = TestApp::spawn_with(|s| s.server.assets_dir = Some(dir)).await;
     let user = app.login(None).await;
     let page = user.page().await;
     let css_link = link(&page, "/static/chat.css?v=");

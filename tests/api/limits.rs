@@ -68,7 +68,7 @@ async fn new_logins_from_one_address_are_limited_to_the_burst_then_the_rate() {
 #[tokio::test]
 async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_login_budget() {
     let app = app_with_address_limits(|s| {
-        s.server.trusted_proxies = vec!["127.0.0.1".into()];
+        s.server.trusted_proxies = vec![std::net::IpAddr::from([127, 0, 0, 1])];
     })
     .await;
     let (admitted, _) = log_in_until_refused(&app, Some("203.0.113.1")).await;

@@ -188,7 +188,7 @@ async fn instance(redis: &RedisServer) -> TestApp {
     let url = redis.url();
     TestApp::spawn_with(move |s| {
         quick_presence(s);
-        s.store.set_backend(Backend::Redis);
+        s.store.backend = Backend::Redis;
         s.store.redis_url = url;
         s.store.key_prefix = "presence".into();
     })

@@ -26,7 +26,7 @@ async fn instance_with(
     let url = redis.url();
     let prefix = prefix.to_owned();
     TestApp::spawn_with(move |s| {
-        s.store.set_backend(Backend::Redis);
+        s.store.backend = Backend::Redis;
         s.store.redis_url = url;
         s.store.key_prefix = prefix;
         adjust(s);

@@ -24,9 +24,11 @@ fn status_of(result: Result<crate::helpers::Ws, WsError>) -> u16 {
 
 #[tokio::test]
 async fn the_upgrade_needs_a_login_and_a_trusted_origin() {
-    let app =
-        TestApp::spawn_with(|s| s.security.allowed_origins = vec!["https://chat.example".into()])
-            .await;
+    let app = TestApp::spawn_with(|s| {
+        s.security.allowed_origins =
+            vec![chatdemo::config::Origin::parse("https://chat.example").unwrap()]
+    })
+    .await;
     let user = app.login(None).await;
     let anonymous = app.anonymous();
     assert_eq!(
@@ -482,7 +484,10 @@ async fn forwarded_headers_count_for_the_origin_only_from_a_trusted_proxy() {
         .is_ok());
 
     // With the proxy trusted, the origin is the one the browser addressed through it.
-    let app = TestApp::spawn_with(|s| s.server.trusted_proxies = vec!["127.0.0.1".into()]).await;
+    let app = TestApp::spawn_with(|s| {
+        s.server.trusted_proxies = vec![std::net::IpAddr::from([127, 0, 0, 1])]
+    })
+    .await;
     let user = app.login(None).await;
     assert!(user
         .socket_with_headers(None, Some("https://chat.example"), &behind_proxy)
