@@ -1,11 +1,11 @@
 //! Who is asking: the login stored in the `user` cookie and the `CurrentUser` extractor
-//! over it. actix-session writes the cookie (at login and logout, the only routes it wraps):
-//! its cookie store, AES-GCM encrypted and authenticated with a key from the configuration.
-//! Every other request only needs to read it, which `LoginReader` does without the session
-//! middleware's per-request bookkeeping, and with a per-worker cache, because a client sends
-//! the same cookie on every poll and decrypting it each time was a measurable share of the
-//! long poll's cost. The cookie's Max-Age only asks the browser to forget it; the issue time
-//! inside lets the server refuse an old cookie on its own.
+//! over it. The cookie is the `cookie` crate's private cookie (AES-GCM: encrypted and
+//! authenticated, the cookie's name bound in) with a key from the configuration, holding
+//! the [`Login`] as JSON; [`LoginCookies`] writes it at login and reads it on every request,
+//! with a per-worker cache, because a client sends the same cookie on every poll and
+//! decrypting it each time was a measurable share of the long poll's cost. The cookie's
+//! Max-Age only asks the browser to forget it; the issue time inside lets the server refuse
+//! an old cookie on its own.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -14,9 +14,9 @@ use std::rc::Rc;
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use actix_session::Session;
-use actix_web::cookie::{Cookie, CookieJar, Key};
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use cookie::time::Duration as CookieDuration;
+use cookie::{Cookie, CookieJar, Key, SameSite};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +24,6 @@ use crate::domain::UserName;
 use crate::error::AppError;
 
 pub const USER_COOKIE: &str = "user";
-const SESSION_KEY: &str = "login";
 
 /// What the `user` cookie holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,14 +76,6 @@ impl Login {
     pub fn expires_at(&self, max_age_days: u32) -> u64 {
         self.issued_at + u64::from(max_age_days) * 86_400
     }
-
-    /// Stores the login in a fresh session (a new cookie, so a planted one is replaced).
-    pub fn save(&self, session: &Session) -> Result<(), AppError> {
-        session.renew();
-        session
-            .insert(SESSION_KEY, self)
-            .map_err(AppError::internal)
-    }
 }
 
 pub fn unix_now() -> u64 {
@@ -117,20 +108,10 @@ thread_local! {
 /// before logout would otherwise still work: each ended login is kept here until its cookie
 /// would have expired anyway. With Redis the list is shared by every instance and outlives
 /// restarts (the store fills it); in memory it is this process's.
+#[derive(Default)]
 pub struct Revocations {
     /// Login -> Unix seconds until which it is refused.
     ended: RwLock<HashMap<LoginId, u64>>,
-    /// Each login as it is ended, for the sockets it still has open.
-    announce: tokio::sync::broadcast::Sender<LoginId>,
-}
-
-impl Default for Revocations {
-    fn default() -> Self {
-        Self {
-            ended: RwLock::default(),
-            announce: tokio::sync::broadcast::channel(1024).0,
-        }
-    }
 }
 
 impl Revocations {
@@ -139,53 +120,106 @@ impl Revocations {
         ended.get(id).is_some_and(|&until| until > now)
     }
 
-    /// Ends `logins` (each with the time its cookie expires) here and tells their sockets.
-    pub fn apply(&self, logins: impl IntoIterator<Item = (LoginId, u64)>) {
+    /// Ends `logins` (each with the time its cookie expires); returns the ones that were
+    /// not ended before.
+    pub fn apply(&self, logins: impl IntoIterator<Item = (LoginId, u64)>) -> Vec<LoginId> {
         let now = unix_now();
         let mut ended = self.ended.write().unwrap_or_else(|e| e.into_inner());
+        let mut new = Vec::new();
         for (id, until) in logins {
             if until <= now {
                 continue;
             }
-            let known = ended.insert(id.clone(), until).is_some();
-            if !known {
-                let _ = self.announce.send(id);
+            if ended.insert(id.clone(), until).is_none() {
+                new.push(id);
             }
         }
         // Expired entries are dropped whenever the list has doubled since the last time.
         if ended.len().is_power_of_two() {
             ended.retain(|_, until| *until > now);
         }
-    }
-
-    /// Logins as they are ended from now on.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<LoginId> {
-        self.announce.subscribe()
+        new
     }
 }
 
-/// Reads logins from `user` cookies made by actix-session's cookie store with `key`. The
-/// `CurrentUser` extractor finds it as app data of its own.
-pub struct LoginReader {
+/// Writes and reads the `user` cookie with the configured key.
+pub struct LoginCookies {
     key: Key,
     max_age_days: u32,
+    secure: bool,
+}
+
+impl LoginCookies {
+    /// `secret` is the configured cookie secret (at least 64 bytes); the cookie key is
+    /// derived from it for this purpose only.
+    pub fn new(secret: &[u8], max_age_days: u32, secure: bool) -> Self {
+        Self {
+            key: Key::derive_from(secret),
+            max_age_days,
+            secure,
+        }
+    }
+
+    /// The `user` cookie holding `login`: HttpOnly, SameSite=Lax, for the whole site, for
+    /// the login's lifetime. Replaces whatever `user` cookie the browser had.
+    pub fn cookie(&self, login: &Login) -> Cookie<'static> {
+        // A struct of strings and a number always serialises.
+        let value = serde_json::to_string(login).expect("a login serialises to JSON");
+        let plain = Cookie::build(USER_COOKIE, value)
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .path("/")
+            .secure(self.secure)
+            .max_age(CookieDuration::days(self.max_age_days.into()))
+            .finish();
+        let mut jar = CookieJar::new();
+        jar.private_mut(&self.key).add(plain);
+        jar.get(USER_COOKIE)
+            .cloned()
+            .expect("the cookie just added")
+    }
+
+    /// The cookie that makes a browser forget its `user` cookie.
+    pub fn removal(&self) -> Cookie<'static> {
+        let mut gone = Cookie::build(USER_COOKIE, "").path("/").finish();
+        gone.make_removal();
+        gone
+    }
+
+    /// The login in a `user` cookie value; `None` if it does not decrypt (tampered, or
+    /// made with another key) or holds no login.
+    fn decode(&self, value: &str) -> Option<Login> {
+        let sealed = Cookie::new(USER_COOKIE, value.to_owned());
+        let opened = CookieJar::new().private(&self.key).decrypt(sealed)?;
+        serde_json::from_str(opened.value()).ok()
+    }
+}
+
+/// Reads logins from `user` cookies and refuses expired and logged-out ones. The
+/// `CurrentUser` extractor finds it as app data of its own.
+pub struct LoginReader {
+    cookies: LoginCookies,
     revocations: Arc<Revocations>,
 }
 
 impl LoginReader {
-    pub fn new(key: Key, max_age_days: u32, revocations: Arc<Revocations>) -> Self {
+    pub fn new(cookies: LoginCookies, revocations: Arc<Revocations>) -> Self {
         Self {
-            key,
-            max_age_days,
+            cookies,
             revocations,
         }
+    }
+
+    /// Writes the `user` cookie (login and logout).
+    pub fn cookies(&self) -> &LoginCookies {
+        &self.cookies
     }
 
     /// The unexpired, not logged-out login of a request, if its `user` cookie holds one.
     fn current(&self, req: &HttpRequest) -> Option<Rc<Login>> {
         let login = self.read(req.cookie(USER_COOKIE)?.value())?;
         let now = unix_now();
-        let valid = !login.is_expired(self.max_age_days, now)
+        let valid = !login.is_expired(self.cookies.max_age_days, now)
             && !self.revocations.is_revoked(&login.id, now);
         valid.then_some(login)
     }
@@ -199,7 +233,7 @@ impl LoginReader {
         {
             return Some(hit);
         }
-        let login = Rc::new(self.decode(cookie_value)?);
+        let login = Rc::new(self.cookies.decode(cookie_value)?);
         LOGIN_CACHE.with_borrow_mut(|cache| {
             if cache.bytes + cookie_value.len() > LOGIN_CACHE_BYTES {
                 *cache = LoginCache::default();
@@ -208,17 +242,6 @@ impl LoginReader {
             cache.logins.insert(cookie_value.into(), login.clone());
         });
         Some(login)
-    }
-
-    /// actix-session's cookie store keeps the session as a private cookie whose value is a
-    /// JSON map of key -> JSON-encoded value. A cookie that fails to decrypt (tampered, or
-    /// made with another key) is simply "not logged in".
-    fn decode(&self, cookie_value: &str) -> Option<Login> {
-        let mut jar = CookieJar::new();
-        jar.add_original(Cookie::new(USER_COOKIE, cookie_value.to_owned()));
-        let cookie = jar.private(&self.key).get(USER_COOKIE)?;
-        let state: HashMap<String, String> = serde_json::from_str(cookie.value()).ok()?;
-        serde_json::from_str(state.get(SESSION_KEY)?).ok()
     }
 }
 
@@ -245,7 +268,7 @@ mod tests {
 
     #[test]
     fn only_valid_logins_are_remembered_and_oversized_values_are_not_read() {
-        let reader = LoginReader::new(Key::generate(), 30, Arc::default());
+        let reader = LoginReader::new(LoginCookies::new(&[1; 64], 30, false), Arc::default());
         for i in 0..100 {
             assert!(reader
                 .read(&format!("garbage-{i}-{}", "x".repeat(1000)))
@@ -260,20 +283,42 @@ mod tests {
     #[test]
     fn a_revoked_login_stays_refused_until_its_cookie_expires() {
         let revocations = Revocations::default();
-        let mut ended = revocations.subscribe();
         let now = unix_now();
         let (a, b) = (LoginId::random(), LoginId::random());
-        revocations.apply([(a.clone(), now + 100), (b.clone(), now - 1)]);
+        let new = revocations.apply([(a.clone(), now + 100), (b.clone(), now - 1)]);
+        assert_eq!(new, std::slice::from_ref(&a), "already expired: not kept");
         assert!(revocations.is_revoked(&a, now));
         assert!(!revocations.is_revoked(&a, now + 100));
+        assert!(!revocations.is_revoked(&b, now));
+        // Applying it again (a reload from the store) does not count it as new.
+        assert!(revocations.apply([(a.clone(), now + 100)]).is_empty());
+    }
+
+    #[test]
+    fn the_cookie_round_trips_and_refuses_tampering_and_other_keys() {
+        let cookies = LoginCookies::new(&[3; 64], 30, true);
+        let login = Login::new(UserName::parse("Ann").unwrap());
+        let cookie = cookie_of(&cookies, &login);
+        assert!(cookie.http_only() == Some(true) && cookie.secure() == Some(true));
+        assert_eq!(cookie.same_site(), Some(SameSite::Lax));
+        assert_eq!(cookie.max_age(), Some(CookieDuration::days(30)));
         assert!(
-            !revocations.is_revoked(&b, now),
-            "already expired: not kept"
+            !cookie.value().contains("Ann"),
+            "encrypted, not just signed"
         );
-        assert_eq!(ended.try_recv().unwrap(), a);
-        // Applying it again (a reload from the store) does not announce it twice.
-        revocations.apply([(a.clone(), now + 100)]);
-        assert!(ended.try_recv().is_err());
+        let read = cookies.decode(cookie.value()).unwrap();
+        assert_eq!((read.name, read.id), (login.name.clone(), login.id.clone()));
+        let mut tampered = cookie.value().to_owned().into_bytes();
+        tampered[10] ^= 1;
+        assert!(cookies
+            .decode(&String::from_utf8_lossy(&tampered))
+            .is_none());
+        let other = LoginCookies::new(&[4; 64], 30, true);
+        assert!(other.decode(cookie.value()).is_none());
+    }
+
+    fn cookie_of(cookies: &LoginCookies, login: &Login) -> Cookie<'static> {
+        cookies.cookie(login)
     }
 
     #[test]

@@ -1,21 +1,95 @@
-//! What a request says about where it came from. Behind a reverse proxy the `Host` and the
-//! scheme the browser used arrive as `X-Forwarded-Host`/`X-Forwarded-Proto` (or
-//! `Forwarded`); anyone can send those headers, so they count only when the peer is one of
-//! `server.trusted_proxies`. This is the one place that decides.
+//! Where a request came from: the client's address (for the limits per address) and the
+//! site that sent it (for the origin checks). Behind a reverse proxy the client's address,
+//! the `Host` and the scheme the browser used arrive as `X-Forwarded-For`,
+//! `X-Forwarded-Host` and `X-Forwarded-Proto`; anyone can send those headers, so they count
+//! only when the peer is one of `server.trusted_proxies`. This is the one place that
+//! decides, and [`Provenance`] the one origin policy, for POSTs and upgrades alike.
 
 use std::net::IpAddr;
 
 use actix_web::http::header;
 use actix_web::HttpRequest;
 
-#[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<IpAddr>);
+use crate::config::Origin;
+use crate::error::AppError;
 
-impl TrustedProxies {
-    pub fn new(proxies: Vec<IpAddr>) -> Self {
-        Self(proxies)
+/// The proxies in front, and the origins besides this server's own that may send requests.
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    proxies: TrustedProxies,
+    allowed: Vec<Origin>,
+}
+
+impl Provenance {
+    pub fn new(proxies: Vec<IpAddr>, allowed: Vec<Origin>) -> Self {
+        Self {
+            proxies: TrustedProxies(proxies),
+            allowed,
+        }
     }
 
+    /// Who a request is from, for limits per client (see [`TrustedProxies::client_address`]).
+    pub fn client_address(&self, req: &HttpRequest) -> String {
+        self.proxies.client_address(req)
+    }
+
+    /// A POST: a page on the same host but another port can read the `_xsrf` cookie
+    /// (cookies do not separate ports), so the token alone does not prove the request came
+    /// from our page. A browser says where it did: an `Origin` that is neither ours nor
+    /// allowlisted, or a `Sec-Fetch-Site` of `cross-site` or `same-site`, is refused.
+    /// Without either header (scripts, old clients) the token decides.
+    pub fn check_post(&self, req: &HttpRequest) -> Result<(), AppError> {
+        let site = req
+            .headers()
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok());
+        if matches!(site, Some("cross-site" | "same-site")) {
+            return Err(AppError::Forbidden("cross-site POSTs are not allowed"));
+        }
+        match origin_header(req) {
+            Some(origin) if !self.admits(req, origin) => {
+                Err(AppError::Forbidden("cross-origin POSTs are not allowed"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A WebSocket upgrade: browsers send cookies on cross-site handshakes and CORS does
+    /// not apply, so the `Origin` is required and must be ours or allowlisted (this is
+    /// what stops cross-site WebSocket hijacking). Missing or `null` is refused.
+    pub fn check_upgrade(&self, req: &HttpRequest) -> Result<(), AppError> {
+        let origin = origin_header(req).ok_or(AppError::Forbidden("Origin header required"))?;
+        if self.admits(req, origin) {
+            Ok(())
+        } else {
+            tracing::info!(origin, "socket refused: foreign origin");
+            Err(AppError::Forbidden(
+                "cross-origin WebSockets are not allowed",
+            ))
+        }
+    }
+
+    /// `origin` is this server's own (scheme, host and port as the browser addressed it)
+    /// or on the allowlist.
+    fn admits(&self, req: &HttpRequest, origin: &str) -> bool {
+        origin.eq_ignore_ascii_case(&self.proxies.origin(req))
+            || self
+                .allowed
+                .iter()
+                .any(|a| a.as_str().eq_ignore_ascii_case(origin))
+    }
+}
+
+fn origin_header(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+}
+
+#[derive(Debug, Clone, Default)]
+struct TrustedProxies(Vec<IpAddr>);
+
+impl TrustedProxies {
     fn trusts(&self, req: &HttpRequest) -> bool {
         req.peer_addr()
             .is_some_and(|peer| self.0.contains(&peer.ip()))
@@ -25,7 +99,7 @@ impl TrustedProxies {
     /// trusted proxy the nearest address in `X-Forwarded-For` that is not one of ours
     /// (proxies append, so the entries left of it are the client's own claims). IPv6 counts
     /// by its /64, which one host usually holds whole.
-    pub fn client_address(&self, req: &HttpRequest) -> String {
+    fn client_address(&self, req: &HttpRequest) -> String {
         let Some(peer) = req.peer_addr().map(|p| p.ip()) else {
             return "unknown".to_owned();
         };
@@ -61,7 +135,7 @@ impl TrustedProxies {
     }
 
     /// The origin the browser addressed: `scheme://host[:port]`.
-    pub fn origin(&self, req: &HttpRequest) -> String {
+    fn origin(&self, req: &HttpRequest) -> String {
         if self.trusts(req) {
             let info = req.connection_info();
             return format!("{}://{}", info.scheme(), info.host());
@@ -93,7 +167,7 @@ mod tests {
 
     #[test]
     fn the_client_address_is_the_peer_or_the_nearest_untrusted_forwarded_hop() {
-        let proxies = TrustedProxies::new(vec![
+        let proxies = TrustedProxies(vec![
             "10.0.0.1".parse().unwrap(),
             "10.0.0.9".parse().unwrap(),
         ]);
@@ -122,7 +196,7 @@ mod tests {
 
     #[test]
     fn forwarded_headers_count_only_from_a_trusted_proxy() {
-        let proxies = TrustedProxies::new(vec!["10.0.0.1".parse().unwrap()]);
+        let proxies = TrustedProxies(vec!["10.0.0.1".parse().unwrap()]);
         assert_eq!(
             proxies.origin(&request("10.0.0.1:5000")),
             "https://chat.example"

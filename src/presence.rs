@@ -4,17 +4,9 @@
 //! the poll window (the hold time plus a few seconds), on any instance. Each instance
 //! counts its own connections per login ([`Presence::connect`], O(1) per connection event:
 //! a lock and a counter; only a login's first connection here wakes the presence task).
-//! The task looks once a second for logins whose last connection here has gone, and keeps
-//! the registry of who is online across instances:
-//!
-//! - in memory (one instance): a login that comes online joins at once, unless it was
-//!   still within its leave grace (a reload, a second tab, a transport switch): then
-//!   nothing is said. Its leave comes once it has been gone for the whole grace, so a login
-//!   flapping in a loop makes at most one join/leave pair per grace window.
-//! - in Redis: a sorted set of expiry times and a hash of names, changed by one atomic
-//!   script per instance per second (see `store::redis`), so exactly one instance notices
-//!   each join and each leave, and an instance that dies without a word stops refreshing
-//!   its logins, which leave within the grace plus the refresh period.
+//! The task looks once a second for logins whose last connection here has gone, and tells
+//! the backend's registry (see `store`), which decides who is online across instances and
+//! announces each change once.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -26,25 +18,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::auth::{Login, LoginId};
-use crate::domain::{Kind, MessageBody, Timestamp, UserName};
-use crate::hub::{Draft, HubHandle};
-use crate::store::RedisPresence;
+use crate::domain::{Timestamp, UserName};
+use crate::store::PresenceRegistry;
 
-/// How often the task looks for logins that left, and refreshes Redis.
+/// How often the task looks for logins that left, and ticks the registry.
 const TICK: Duration = Duration::from_secs(1);
-/// How often a login online here is refreshed in Redis.
-const REDIS_REFRESH: Duration = Duration::from_secs(5);
-
-/// What presence is told by the configuration.
-#[derive(Debug, Clone)]
-pub struct PresenceSettings {
-    /// Whether `join` and `leave` entries are added to the room.
-    pub notices: bool,
-    /// How long a login's last connection must be gone before it leaves.
-    pub leave_grace: Duration,
-    /// How long after its last poll a poll-only login still counts as connected.
-    pub poll_window: Duration,
-}
 
 /// One row of who is online: names only, never login ids, cookies or addresses.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -106,15 +84,17 @@ impl Presence {
         Self(None)
     }
 
-    /// Starts the presence task on the current runtime, with the registry it keeps.
-    pub fn start(settings: PresenceSettings, registry: Registry) -> Self {
+    /// Starts the presence task on the current runtime, with the backend's registry;
+    /// `poll_window` is how long after its last poll a poll-only login still counts as
+    /// connected here.
+    pub fn start(poll_window: Duration, registry: Box<dyn PresenceRegistry>) -> Self {
         let (commands, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             locals: Mutex::default(),
             commands,
-            poll_window: settings.poll_window,
+            poll_window,
         });
-        tokio::spawn(run(receiver, shared.clone(), registry, settings));
+        tokio::spawn(run(receiver, shared.clone(), registry));
         Self(Some(shared))
     }
 
@@ -210,182 +190,33 @@ impl Shared {
 async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
     shared: Arc<Shared>,
-    mut registry: Registry,
-    settings: PresenceSettings,
+    mut registry: Box<dyn PresenceRegistry>,
 ) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             command = commands.recv() => match command {
-                Some(Command::Connected(login, name)) => {
-                    registry.connected(login, name, &settings).await;
-                }
+                Some(Command::Connected(login, name)) => registry.connected(login, name).await,
                 Some(Command::List(reply)) => {
-                    let _ = reply.send(registry.list().await);
+                    let users = registry
+                        .list()
+                        .await
+                        .iter()
+                        .map(|(since, name)| online_row(*since, name))
+                        .collect();
+                    let _ = reply.send(users);
                 }
                 None => return,
             },
             _ = tick.tick() => {
-                let now = Instant::now();
-                for login in shared.take_gone(now) {
-                    registry.gone(&login, now, &settings);
+                for login in shared.take_gone(Instant::now()) {
+                    registry.gone(&login);
                 }
-                registry.tick(now, &shared, &settings).await;
+                registry.tick(&shared.connected_here()).await;
             }
         }
     }
-}
-
-/// Who is online across instances, and who says so.
-pub enum Registry {
-    /// One instance: the notices go straight to its hub.
-    Memory {
-        hub: HubHandle,
-        online: HashMap<LoginId, Present>,
-        arrivals: u64,
-    },
-    /// Several instances: Redis decides (see `store::redis::RedisPresence`).
-    Redis {
-        redis: RedisPresence,
-        /// Logins connected here, and when each was last refreshed in Redis.
-        refreshed: HashMap<LoginId, Instant>,
-    },
-}
-
-/// An online login in the in-memory registry.
-pub struct Present {
-    name: UserName,
-    since_ms: u64,
-    /// Arrival order, for logins that came in the same millisecond.
-    arrival: u64,
-    /// Set while none of its connections is left: it leaves then, unless it comes back.
-    leave_at: Option<Instant>,
-}
-
-impl Registry {
-    pub fn memory(hub: HubHandle) -> Self {
-        Self::Memory {
-            hub,
-            online: HashMap::new(),
-            arrivals: 0,
-        }
-    }
-
-    pub fn redis(redis: RedisPresence) -> Self {
-        Self::Redis {
-            redis,
-            refreshed: HashMap::new(),
-        }
-    }
-
-    async fn connected(&mut self, login: LoginId, name: UserName, settings: &PresenceSettings) {
-        match self {
-            Self::Memory {
-                hub,
-                online,
-                arrivals,
-            } => {
-                if let Some(present) = online.get_mut(&login) {
-                    // Back within the grace: a reload, a tab, a switch. Nothing to say.
-                    present.leave_at = None;
-                    return;
-                }
-                *arrivals += 1;
-                online.insert(
-                    login,
-                    Present {
-                        name: name.clone(),
-                        since_ms: Timestamp::now().unix_millis(),
-                        arrival: *arrivals,
-                        leave_at: None,
-                    },
-                );
-                notice(hub, settings, Kind::Join, name).await;
-            }
-            Self::Redis { redis, refreshed } => {
-                // Refreshed at once, so the join is not a tick late.
-                refreshed.insert(login.clone(), Instant::now());
-                redis
-                    .refresh(&[(login, name)], redis_ttl(settings), settings.notices)
-                    .await;
-            }
-        }
-    }
-
-    fn gone(&mut self, login: &LoginId, now: Instant, settings: &PresenceSettings) {
-        match self {
-            Self::Memory { online, .. } => {
-                if let Some(present) = online.get_mut(login) {
-                    present.leave_at = Some(now + settings.leave_grace);
-                }
-            }
-            // No longer refreshed here: it expires in Redis unless another instance has it.
-            Self::Redis { refreshed, .. } => {
-                refreshed.remove(login);
-            }
-        }
-    }
-
-    async fn tick(&mut self, now: Instant, shared: &Shared, settings: &PresenceSettings) {
-        match self {
-            Self::Memory { hub, online, .. } => {
-                let due: Vec<LoginId> = online
-                    .iter()
-                    .filter(|(_, p)| p.leave_at.is_some_and(|at| at <= now))
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                for login in due {
-                    if let Some(present) = online.remove(&login) {
-                        notice(hub, settings, Kind::Leave, present.name).await;
-                    }
-                }
-            }
-            Self::Redis { redis, refreshed } => {
-                let stale: Vec<(LoginId, UserName)> = shared
-                    .connected_here()
-                    .into_iter()
-                    .filter(|(id, _)| {
-                        refreshed
-                            .get(id)
-                            .is_none_or(|at| now.duration_since(*at) >= REDIS_REFRESH)
-                    })
-                    .collect();
-                for (id, _) in &stale {
-                    refreshed.insert(id.clone(), now);
-                }
-                // Also sweeps the logins every instance stopped refreshing.
-                redis
-                    .refresh(&stale, redis_ttl(settings), settings.notices)
-                    .await;
-            }
-        }
-    }
-
-    async fn list(&mut self) -> Vec<Online> {
-        match self {
-            Self::Memory { online, .. } => {
-                let mut present: Vec<&Present> = online.values().collect();
-                present.sort_by_key(|p| (p.since_ms, p.arrival));
-                present
-                    .into_iter()
-                    .map(|p| online_row(p.since_ms, &p.name))
-                    .collect()
-            }
-            Self::Redis { redis, .. } => redis
-                .who()
-                .await
-                .iter()
-                .map(|(since, name)| online_row(*since, name))
-                .collect(),
-        }
-    }
-}
-
-/// How long a refresh in Redis keeps a login online: refreshed every `REDIS_REFRESH`,
-/// it then leaves once it has been gone from every instance for at least the grace.
-fn redis_ttl(settings: &PresenceSettings) -> Duration {
-    settings.leave_grace + REDIS_REFRESH + Duration::from_secs(1)
 }
 
 fn online_row(since_ms: u64, name: &UserName) -> Online {
@@ -395,32 +226,14 @@ fn online_row(since_ms: u64, name: &UserName) -> Online {
     }
 }
 
-async fn notice(hub: &HubHandle, settings: &PresenceSettings, kind: Kind, name: UserName) {
-    if !settings.notices {
-        return;
-    }
-    let Some(text) = kind.notice_text() else {
-        return;
-    };
-    let Ok(body) = MessageBody::parse(text, usize::MAX) else {
-        return;
-    };
-    let draft = Draft {
-        from: name,
-        body,
-        kind,
-    };
-    if let Err(error) = hub.append(draft).await {
-        tracing::debug!(%error, "presence notice not added");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::assets::Assets;
-    use crate::hub::{HubConfig, LogStart};
+    use crate::hub::HubHandle;
     use crate::metrics::Metrics;
+    use crate::room::RoomSize;
+    use crate::store::PresenceSettings;
     use crate::templates::Templates;
 
     const GRACE: Duration = Duration::from_secs(10);
@@ -431,24 +244,29 @@ mod tests {
         presence: Presence,
     }
 
-    fn room() -> Room {
+    /// The embedded backend's room and presence, as the server builds them.
+    async fn room() -> Room {
         let templates = Arc::new(Templates::load(&Assets::Embedded).unwrap());
-        let hub = HubHandle::start(
-            HubConfig {
-                cache_size: 200,
-                socket_backlog: 16,
-                log: LogStart::new_epoch(),
-                templates,
-            },
-            Arc::new(Metrics::default()),
-        );
+        let metrics = Arc::new(Metrics::default());
         let settings = PresenceSettings {
             notices: true,
             leave_grace: GRACE,
             poll_window: POLL_WINDOW,
         };
-        let presence = Presence::start(settings, Registry::memory(hub.clone()));
-        Room { hub, presence }
+        let backend = crate::store::open(&crate::Settings::defaults(), &settings, metrics.clone())
+            .await
+            .unwrap();
+        let size = RoomSize {
+            cache_size: 200,
+            socket_backlog: 16,
+            max_message_chars: 2000,
+        };
+        let room = crate::room::Room::start(backend.log, backend.start, size, templates, metrics);
+        let presence = Presence::start(POLL_WINDOW, backend.presence.unwrap());
+        Room {
+            hub: room.hub,
+            presence,
+        }
     }
 
     fn login(name: &str) -> Rc<Login> {
@@ -483,7 +301,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_first_connection_joins_and_a_second_tab_says_nothing() {
-        let room = room();
+        let room = room().await;
         let ann = login("Ann");
         let first = room.presence.connect(&ann, Via::Socket);
         wait(Duration::from_secs(1)).await;
@@ -498,7 +316,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_reload_within_the_grace_says_nothing_and_leaving_waits_for_the_grace() {
-        let room = room();
+        let room = room().await;
         let ann = login("Ann");
         let tab = room.presence.connect(&ann, Via::Socket);
         wait(Duration::from_secs(1)).await;
@@ -519,7 +337,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_poll_only_user_stays_online_between_polls() {
-        let room = room();
+        let room = room().await;
         let pat = login("Pat");
         for _ in 0..30 {
             let poll = room.presence.connect(&pat, Via::Poll);
@@ -537,7 +355,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_flapping_login_makes_at_most_one_pair_per_grace() {
-        let room = room();
+        let room = room().await;
         let flip = login("Flip");
         for _ in 0..40 {
             let socket = room.presence.connect(&flip, Via::Socket);
@@ -556,7 +374,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_list_is_one_row_per_login_oldest_first_names_only() {
-        let room = room();
+        let room = room().await;
         let mut held = Vec::new();
         for name in ["Cy", "Al", "Cy"] {
             held.push(room.presence.connect(&login(name), Via::Socket));

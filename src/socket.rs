@@ -5,27 +5,25 @@
 //! ring. A client that cannot keep up falls behind in the ring (or stalls our write) and is
 //! closed with 1013; it comes back with its cursor and misses nothing.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use actix_web::web;
 use actix_ws::{
     AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
-use crate::auth::{Login, LoginId};
+use crate::auth::Login;
 use crate::error::AppError;
 use crate::frame_limit::Oversize;
 use crate::hub::{Frame, Subscription};
-use crate::metrics::Metrics;
 use crate::peer::{BodyAlive, PeerSocket};
-use crate::posting::Poster;
-use crate::presence::{Connection, Presence};
-use crate::xsrf::XsrfKey;
+use crate::presence::Connection;
+use crate::slots::SocketSlot;
+use crate::state::AppState;
 
 /// How long one write may wait for a client before it counts as not reading (shorter
 /// when two ping intervals are shorter).
@@ -68,99 +66,9 @@ struct AckFrame<'a> {
     id: &'a str,
 }
 
-/// What every socket shares, built once at start.
-pub struct SocketContext {
-    pub poster: Poster,
-    pub presence: Presence,
-    pub xsrf: XsrfKey,
-    pub limits: SocketLimits,
-    pub metrics: Arc<Metrics>,
-    pub ping_interval: Duration,
-    /// Largest message a client may send, fragments included.
-    pub max_frame_bytes: usize,
-    /// Frames a socket may fall behind the room before it is dropped as too slow.
-    pub backlog: usize,
-}
-
-/// Sockets per login, so one client cannot hold an unbounded share of the server. Per
-/// instance: each process counts its own sockets.
-#[derive(Clone)]
-pub struct SocketLimits {
-    per_login: usize,
-    open: Arc<Mutex<HashMap<LoginId, LoginSockets>>>,
-    metrics: Arc<Metrics>,
-}
-
-/// One login's open sockets here.
-struct LoginSockets {
-    count: usize,
-    /// Set to true when the login is ended (logout): every socket of it closes.
-    ended: tokio::sync::watch::Sender<bool>,
-}
-
-/// A socket's place: counted per login and in the metrics until dropped.
-pub struct SocketSlot {
-    limits: SocketLimits,
-    login_id: LoginId,
-    /// Turns true when the login is ended.
-    ended: tokio::sync::watch::Receiver<bool>,
-}
-
-impl SocketLimits {
-    pub fn new(per_login: usize, metrics: Arc<Metrics>) -> Self {
-        Self {
-            per_login,
-            open: Arc::default(),
-            metrics,
-        }
-    }
-
-    pub fn acquire(&self, login_id: &LoginId) -> Result<SocketSlot, AppError> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let sockets = open
-            .entry(login_id.clone())
-            .or_insert_with(|| LoginSockets {
-                count: 0,
-                ended: tokio::sync::watch::Sender::new(false),
-            });
-        if sockets.count >= self.per_login {
-            return Err(AppError::TooManySockets);
-        }
-        sockets.count += 1;
-        self.metrics.sockets.fetch_add(1, Relaxed);
-        Ok(SocketSlot {
-            limits: self.clone(),
-            login_id: login_id.clone(),
-            ended: sockets.ended.subscribe(),
-        })
-    }
-
-    /// Closes every socket of the logins `is_ended` picks (1008).
-    pub fn end_logins(&self, is_ended: impl Fn(&LoginId) -> bool) {
-        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        for (id, sockets) in open.iter() {
-            if is_ended(id) {
-                sockets.ended.send_replace(true);
-            }
-        }
-    }
-}
-
-impl Drop for SocketSlot {
-    fn drop(&mut self) {
-        self.limits.metrics.sockets.fetch_sub(1, Relaxed);
-        let mut open = self.limits.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(sockets) = open.get_mut(&self.login_id) {
-            sockets.count -= 1;
-            if sockets.count == 0 {
-                open.remove(&self.login_id);
-            }
-        }
-    }
-}
-
 pub struct SocketConnection {
-    pub context: Arc<SocketContext>,
+    /// What every socket shares with the routes.
+    pub state: web::Data<AppState>,
     pub login: Rc<Login>,
     /// The client's address (see `forwarded`), for its posting budget.
     pub address: Rc<str>,
@@ -197,7 +105,7 @@ pub async fn serve(mut conn: SocketConnection) {
         session,
         login,
         slot,
-        context,
+        state,
         online,
         peer,
         alive,
@@ -211,13 +119,13 @@ pub async fn serve(mut conn: SocketConnection) {
     match end {
         End::ByClient => tracing::debug!(user = %login.name, "socket closed by client"),
         End::Stalled => {
-            context.metrics.slow_disconnects.fetch_add(1, Relaxed);
+            state.metrics.slow_disconnects.fetch_add(1, Relaxed);
             tracing::info!(user = %login.name, "socket dropped: client not reading");
             abort();
         }
         End::Close(code, reason) => {
             if code == CloseCode::Again {
-                context.metrics.slow_disconnects.fetch_add(1, Relaxed);
+                state.metrics.slow_disconnects.fetch_add(1, Relaxed);
             }
             tracing::debug!(user = %login.name, code = u16::from(code), reason, "closing socket");
             let close = session.close(Some(CloseReason {
@@ -238,10 +146,10 @@ pub async fn serve(mut conn: SocketConnection) {
 }
 
 async fn run(conn: &mut SocketConnection) -> End {
-    let metrics = conn.context.metrics.clone();
-    let ping_every = conn.context.ping_interval;
+    let metrics = conn.state.metrics.clone();
+    let ping_every = conn.state.websocket.ping_interval;
     // Ended between the upgrade's login check and taking the slot.
-    if *conn.slot.ended.borrow_and_update() {
+    if conn.slot.is_ended() {
         return End::Close(CloseCode::Policy, LOGGED_OUT);
     }
     let deadline = write_deadline(ping_every);
@@ -253,7 +161,7 @@ async fn run(conn: &mut SocketConnection) -> End {
             .delivered
             .fetch_add(conn.subscription.replayed as u64, Relaxed);
     }
-    let backlog = conn.context.backlog;
+    let backlog = conn.state.websocket.backlog;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     // A client proves it reads by answering our latest ping with its payload; anything
     // else it sends (pings, unasked pongs, posts) proves only that it writes.
@@ -327,11 +235,7 @@ async fn run(conn: &mut SocketConnection) -> End {
                     Some(Err(_)) => return End::Close(CloseCode::Protocol, "protocol error"),
                 }
             }
-            _ = conn.slot.ended.changed() => {
-                if *conn.slot.ended.borrow() {
-                    return End::Close(CloseCode::Policy, LOGGED_OUT);
-                }
-            }
+            () = conn.slot.ended() => return End::Close(CloseCode::Policy, LOGGED_OUT),
             _ = ping.tick() => {
                 if last_answer.elapsed() > ping_every * 2 {
                     // Not reading (or gone without a word): a close frame would not be
@@ -418,8 +322,8 @@ async fn handle_post(conn: &mut SocketConnection, text: &str) -> Option<End> {
         return reply_error(conn, "nonce must be at most 64 characters", None).await;
     }
     let nonce = post.nonce.as_deref();
-    let context = &conn.context;
-    if let Err(error) = context.xsrf.check(
+    let state = &conn.state;
+    if let Err(error) = state.xsrf.check(
         conn.login.id.as_str(),
         conn.xsrf_cookie.as_deref(),
         post.xsrf.as_deref(),
@@ -427,8 +331,8 @@ async fn handle_post(conn: &mut SocketConnection, text: &str) -> Option<End> {
         tracing::info!(user = %conn.login.name, %error, "socket post refused");
         return Some(End::Close(CloseCode::Policy, "missing or bad _xsrf"));
     }
-    let posted = context
-        .poster
+    let posted = state
+        .room
         .post(&conn.login, &conn.address, &post.body)
         .await;
     match posted {
@@ -458,7 +362,7 @@ async fn reply_error(conn: &mut SocketConnection, error: &str, nonce: Option<&st
 
 /// A frame for this socket alone.
 async fn reply(conn: &mut SocketConnection, frame: String) -> Option<End> {
-    let deadline = write_deadline(conn.context.ping_interval);
+    let deadline = write_deadline(conn.state.websocket.ping_interval);
     if write(&mut conn.session, frame.into(), deadline).await {
         None
     } else {

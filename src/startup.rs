@@ -6,31 +6,27 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_session::config::{CookieContentSecurity, PersistentSession};
-use actix_session::storage::CookieSessionStore;
-use actix_session::SessionMiddleware;
-use actix_web::cookie::{time::Duration as CookieDuration, Key, SameSite};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 use rand::RngCore;
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::assets::{AssetError, Assets, EmbeddedStatic};
-use crate::auth::{unix_now, LoginReader, Revocations, USER_COOKIE};
-use crate::config::{Backend, Settings};
+use crate::auth::{LoginCookies, LoginReader, Revocations};
+use crate::config::Settings;
 use crate::connections::{limit_connections, ConnectionLimit};
-use crate::forwarded::TrustedProxies;
-use crate::hub::{HubConfig, HubHandle, LogStart};
+use crate::forwarded::Provenance;
+use crate::hub::HubHandle;
+use crate::logins::Logins;
 use crate::metrics::Metrics;
 use crate::peer::PeerSocket;
-use crate::posting::Poster;
-use crate::presence::{Presence, PresenceSettings, Registry};
+use crate::presence::Presence;
 use crate::rate::RateLimiter;
+use crate::room::{FollowerPause, Room, RoomSize};
 use crate::routes::{self, Routes};
-use crate::socket::{SocketContext, SocketLimits};
-use crate::state::AppState;
-use crate::store::{ReaderPause, RedisSettings, RedisStore, Store, StoreStartError};
+use crate::slots::SocketLimits;
+use crate::state::{AppState, HttpSettings, SocketSettings};
+use crate::store::{self, PresenceSettings, StoreStartError};
 use crate::telemetry::trace_requests;
 use crate::templates::{TemplateError, Templates};
 use crate::xsrf::XsrfKey;
@@ -60,8 +56,6 @@ pub enum StartupError {
     Store(#[from] StoreStartError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("cannot load the ended logins from Redis: {0}")]
-    Revocations(redis::RedisError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -71,7 +65,7 @@ pub struct Application {
     server: Server,
     hub: HubHandle,
     shutting_down: Arc<AtomicBool>,
-    reader_pause: Option<ReaderPause>,
+    follower_pause: FollowerPause,
 }
 
 /// Stops the application the graceful way: from a signal, or from a test.
@@ -83,8 +77,8 @@ pub struct ShutdownHandle {
 }
 
 impl Application {
-    /// Binds the listener and builds the shared state. Must run inside a Tokio runtime (the
-    /// hub task is spawned on it).
+    /// Opens the backend, builds the shared state and binds the listener. Must run inside
+    /// a Tokio runtime (the room's tasks are spawned on it).
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let max_connections = settings.server.connection_limit(raise_open_file_limit())?;
         let assets = match &settings.server.assets_dir {
@@ -93,54 +87,74 @@ impl Application {
         };
         let templates = Arc::new(Templates::load(&assets)?);
         let secret = cookie_secret(&settings);
-        let session_key = Key::derive_from(&secret);
-        let xsrf = XsrfKey::derive(&secret);
         let metrics = Arc::new(Metrics::default());
-        let (hub, store) = start_room(&settings, templates.clone(), metrics.clone()).await?;
-        let reader_pause = store.reader_pause();
-        let presence = start_presence(&settings, &hub, &store);
-        let revocations = start_revocations(&store).await?;
-        let store = Arc::new(store);
-        let poster = Poster::new(store.clone(), settings.room.max_message_chars);
-        let sockets = Arc::new(SocketContext {
-            poster: poster.clone(),
-            presence: presence.clone(),
-            xsrf: xsrf.clone(),
-            limits: SocketLimits::new(SOCKETS_PER_LOGIN, metrics.clone()),
-            metrics: metrics.clone(),
-            ping_interval: settings.websocket.ping_interval(),
-            max_frame_bytes: settings.websocket.max_frame_bytes,
-            backlog: SOCKET_BACKLOG,
-        });
-        close_sockets_of_ended_logins(&revocations, sockets.limits.clone());
+        let presence_settings = PresenceSettings {
+            notices: settings.presence.notices,
+            leave_grace: settings.presence.leave_grace(),
+            // A poll-only client polls again at once; a few seconds cover the gap.
+            poll_window: settings.room.poll_timeout() + Duration::from_secs(5),
+        };
+        let backend = store::open(&settings, &presence_settings, metrics.clone()).await?;
+        let room = Room::start(
+            backend.log,
+            backend.start,
+            RoomSize {
+                cache_size: settings.room.cache_size,
+                socket_backlog: SOCKET_BACKLOG,
+                max_message_chars: settings.room.max_message_chars,
+            },
+            templates.clone(),
+            metrics.clone(),
+        );
+        let presence = match backend.presence {
+            Some(registry) => Presence::start(presence_settings.poll_window, registry),
+            None => Presence::off(),
+        };
+        let security = &settings.security;
+        let revocations = Arc::new(Revocations::default());
+        let logins = Logins::start(
+            backend.logouts,
+            backend.ended,
+            revocations.clone(),
+            SocketLimits::new(SOCKETS_PER_LOGIN, metrics.clone()),
+            security.cookie_max_age_days,
+        );
         let shutting_down = Arc::new(AtomicBool::new(false));
+        let cookies = LoginCookies::new(
+            &secret,
+            security.cookie_max_age_days,
+            security.cookie_secure,
+        );
+        let hub = room.hub.clone();
+        let follower_pause = room.pause();
         let routes = Arc::new(Routes {
             state: web::Data::new(AppState {
-                hub: hub.clone(),
-                store,
-                revocations: revocations.clone(),
-                templates,
-                xsrf,
-                poster,
+                room,
                 presence,
-                sockets,
+                logins,
+                templates,
+                xsrf: XsrfKey::derive(&secret),
                 metrics: metrics.clone(),
-                security: settings.security.clone(),
-                proxies: TrustedProxies::new(settings.server.trusted_proxies.clone()),
-                login_rate: RateLimiter::new(
-                    settings.security.login_burst,
-                    settings.security.login_per_sec,
-                ),
-                poll_timeout: settings.room.poll_timeout(),
-                form_limit_bytes: settings.room.form_limit_bytes(),
-                body_timeout: Duration::from_secs(settings.server.body_timeout_secs),
+                http: HttpSettings {
+                    provenance: Provenance::new(
+                        settings.server.trusted_proxies.clone(),
+                        security.allowed_origins.clone(),
+                    ),
+                    login_rate: RateLimiter::new(security.login_burst, security.login_per_sec),
+                    poll_timeout: settings.room.poll_timeout(),
+                    form_limit_bytes: settings.room.form_limit_bytes(),
+                    body_timeout: settings.server.body_timeout(),
+                    cookie_secure: security.cookie_secure,
+                    cookie_max_age_days: security.cookie_max_age_days,
+                },
+                websocket: SocketSettings {
+                    ping_interval: settings.websocket.ping_interval(),
+                    max_frame_bytes: settings.websocket.max_frame_bytes,
+                    backlog: SOCKET_BACKLOG,
+                },
                 shutting_down: shutting_down.clone(),
             }),
-            logins: web::Data::new(LoginReader::new(
-                session_key.clone(),
-                settings.security.cookie_max_age_days,
-                revocations,
-            )),
+            logins: web::Data::new(LoginReader::new(cookies, revocations)),
             embedded: web::Data::new(EmbeddedStatic::new()),
             assets,
         });
@@ -158,10 +172,9 @@ impl Application {
         };
 
         let server = HttpServer::new(move || {
-            let sessions = session_middleware(&settings, session_key.clone());
             App::new()
                 .app_data(connection_limit.clone())
-                .configure(|cfg| routes::configure(cfg, &routes, sessions))
+                .configure(|cfg| routes::configure(cfg, &routes))
                 // Every response: never let a browser guess a type (the page-only
                 // headers are in `routes::page_headers`).
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
@@ -184,7 +197,7 @@ impl Application {
             server,
             hub,
             shutting_down,
-            reader_pause,
+            follower_pause,
         })
     }
 
@@ -192,9 +205,10 @@ impl Application {
         self.port
     }
 
-    /// The Redis reader's pause switch (`None` for the in-memory room).
-    pub fn reader_pause(&self) -> Option<ReaderPause> {
-        self.reader_pause.clone()
+    /// The switch that holds this instance's follower of the log still (tests use it to
+    /// make an instance fall behind).
+    pub fn follower_pause(&self) -> FollowerPause {
+        self.follower_pause.clone()
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
@@ -244,113 +258,6 @@ pub async fn shutdown_on_signal(handle: ShutdownHandle) {
     handle.shutdown().await;
 }
 
-/// The hub and the store behind it: the hub alone for the in-memory room; for Redis, the
-/// hub starts from the log in Redis and a reader keeps feeding it.
-async fn start_room(
-    settings: &Settings,
-    templates: Arc<Templates>,
-    metrics: Arc<Metrics>,
-) -> Result<(HubHandle, Store), StartupError> {
-    let hub_config = |log| HubConfig {
-        cache_size: settings.room.cache_size,
-        socket_backlog: SOCKET_BACKLOG,
-        log,
-        templates: templates.clone(),
-    };
-    match settings.store.backend {
-        Backend::Memory => {
-            metrics.store_up.store(1, Relaxed);
-            let hub = HubHandle::start(hub_config(LogStart::new_epoch()), metrics);
-            let room = &settings.room;
-            let rate = RateLimiter::new(room.rate_burst, room.rate_per_sec);
-            let address_rate = RateLimiter::new(room.address_burst, room.address_per_sec);
-            Ok((
-                hub.clone(),
-                Store::Memory {
-                    hub,
-                    rate,
-                    address_rate,
-                },
-            ))
-        }
-        Backend::Redis => {
-            let redis = RedisSettings {
-                url: settings.store.redis_url.clone(),
-                key_prefix: settings.store.key_prefix.clone(),
-                cache_size: settings.room.cache_size,
-                rate_burst: settings.room.rate_burst,
-                rate_per_sec: settings.room.rate_per_sec,
-                address_burst: settings.room.address_burst,
-                address_per_sec: settings.room.address_per_sec,
-            };
-            let (opened, log) = RedisStore::open(redis, templates.clone(), metrics.clone()).await?;
-            let hub = HubHandle::start(hub_config(log), metrics);
-            Ok((hub.clone(), Store::Redis(opened.follow(hub))))
-        }
-    }
-}
-
-/// Presence on the same store as the room: in this process, or in Redis for every instance.
-/// The ended logins: with Redis, loaded before the server answers anyone (so a restart
-/// does not bring a logged-out cookie back) and followed from then on.
-async fn start_revocations(store: &Store) -> Result<Arc<Revocations>, StartupError> {
-    let revocations = Arc::new(Revocations::default());
-    if let Store::Redis(redis) = store {
-        let redis = redis.revocations();
-        let (ended, after) = redis.load().await.map_err(StartupError::Revocations)?;
-        tracing::info!(logins = ended.len(), "ended logins loaded from Redis");
-        revocations.apply(ended);
-        let target = Arc::downgrade(&revocations);
-        redis.follow(after, move |ended| {
-            let Some(target) = target.upgrade() else {
-                return false;
-            };
-            target.apply(ended);
-            true
-        });
-    }
-    Ok(revocations)
-}
-
-/// Closes (1008) the sockets of every login as it is ended, here or on another instance.
-fn close_sockets_of_ended_logins(revocations: &Arc<Revocations>, limits: SocketLimits) {
-    let mut ended = revocations.subscribe();
-    // Weak, so the task ends (its channel closes) when the server is dropped.
-    let revocations = Arc::downgrade(revocations);
-    tokio::spawn(async move {
-        loop {
-            match ended.recv().await {
-                Ok(id) => limits.end_logins(|open| *open == id),
-                Err(RecvError::Lagged(_)) => {
-                    let Some(revocations) = revocations.upgrade() else {
-                        return;
-                    };
-                    let now = unix_now();
-                    limits.end_logins(|open| revocations.is_revoked(open, now));
-                }
-                Err(RecvError::Closed) => return,
-            }
-        }
-    });
-}
-
-fn start_presence(settings: &Settings, hub: &HubHandle, store: &Store) -> Presence {
-    if !settings.presence.enabled {
-        return Presence::off();
-    }
-    let presence = PresenceSettings {
-        notices: settings.presence.notices,
-        leave_grace: Duration::from_secs(settings.presence.leave_grace_secs),
-        // A poll-only client polls again at once; a few seconds cover the gap.
-        poll_window: settings.room.poll_timeout() + Duration::from_secs(5),
-    };
-    let registry = match store {
-        Store::Memory { .. } => Registry::memory(hub.clone()),
-        Store::Redis(redis) => Registry::redis(redis.presence()),
-    };
-    Presence::start(presence, registry)
-}
-
 /// Every held poll and socket is an open file: raise the soft limit to the hard one.
 /// Returns the limit in force, if it can be read.
 fn raise_open_file_limit() -> Option<u64> {
@@ -379,20 +286,4 @@ fn cookie_secret(settings: &Settings) -> Vec<u8> {
     } else {
         configured.as_bytes().to_vec()
     }
-}
-
-/// Writes the `user` cookie; only the login and logout routes need it (see `auth`).
-fn session_middleware(settings: &Settings, key: Key) -> SessionMiddleware<CookieSessionStore> {
-    let max_age = CookieDuration::days(settings.security.cookie_max_age_days.into());
-    SessionMiddleware::builder(CookieSessionStore::default(), key)
-        .cookie_name(USER_COOKIE.to_owned())
-        .cookie_secure(settings.security.cookie_secure)
-        .cookie_http_only(true)
-        .cookie_same_site(SameSite::Lax)
-        .cookie_path("/".to_owned())
-        // Encrypted as well as signed: the client can neither read nor alter its login,
-        // and the cookie name is bound in, so it cannot be replayed under another name.
-        .cookie_content_security(CookieContentSecurity::Private)
-        .session_lifecycle(PersistentSession::default().session_ttl(max_age))
-        .build()
 }

@@ -1,38 +1,38 @@
-//! What the route handlers share, built once by `startup` for all workers. It sits below
-//! the routes and above the pieces it holds: nothing it holds imports it back, and each
-//! piece (the login reader, the poster, the socket context, the connection limit) is handed
-//! only what it needs.
+//! What the route handlers and the socket tasks share, built once by `startup` for all
+//! workers. Each piece is here once and reached one way: the room (posting, polls,
+//! sockets' feed, pages), presence, this instance's logins (socket slots, logout), and the
+//! settings the routes read. Nothing it holds imports it back.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::Revocations;
-use crate::config::SecuritySettings;
-use crate::forwarded::TrustedProxies;
-use crate::hub::HubHandle;
+use crate::forwarded::Provenance;
+use crate::logins::Logins;
 use crate::metrics::Metrics;
-use crate::posting::Poster;
 use crate::presence::Presence;
 use crate::rate::RateLimiter;
-use crate::socket::SocketContext;
-use crate::store::Store;
+use crate::room::Room;
 use crate::templates::Templates;
 use crate::xsrf::XsrfKey;
 
 pub struct AppState {
-    pub hub: HubHandle,
-    /// Posts go through `poster`; logouts are recorded here directly.
-    pub store: Arc<Store>,
-    pub revocations: Arc<Revocations>,
+    pub room: Room,
+    pub presence: Presence,
+    pub logins: Arc<Logins>,
     pub templates: Arc<Templates>,
     pub xsrf: XsrfKey,
-    pub poster: Poster,
-    pub presence: Presence,
-    pub sockets: Arc<SocketContext>,
     pub metrics: Arc<Metrics>,
-    pub security: SecuritySettings,
-    pub proxies: TrustedProxies,
+    pub http: HttpSettings,
+    pub websocket: SocketSettings,
+    /// Set when shutdown starts: `/healthz` answers 503 from then on.
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+/// What the HTTP routes are told by the configuration.
+pub struct HttpSettings {
+    /// Client addresses and the origin policy.
+    pub provenance: Provenance,
     /// New logins per client address (this instance's count).
     pub login_rate: RateLimiter,
     /// How long a long poll is held before an empty answer.
@@ -41,6 +41,17 @@ pub struct AppState {
     pub form_limit_bytes: usize,
     /// How long a POST body may take to arrive in full; past it, 408.
     pub body_timeout: Duration,
-    /// Set when shutdown starts: `/healthz` answers 503 from then on.
-    pub shutting_down: Arc<AtomicBool>,
+    /// Whether cookies are marked `Secure`.
+    pub cookie_secure: bool,
+    /// How long a login (and its cookies) lasts.
+    pub cookie_max_age_days: u32,
+}
+
+/// What every WebSocket is told by the configuration.
+pub struct SocketSettings {
+    pub ping_interval: Duration,
+    /// Largest message a client may send, fragments included.
+    pub max_frame_bytes: usize,
+    /// Frames a socket may fall behind the room before it is dropped as too slow.
+    pub backlog: usize,
 }

@@ -100,6 +100,16 @@ impl Cache {
         Cursor::from(&MessageId::new(&self.epoch, self.head()))
     }
 
+    /// The cached entry at `position`, if there is one.
+    pub(crate) fn get(&self, position: Position) -> Option<&Arc<Entry>> {
+        let at = self
+            .entries
+            .partition_point(|e| e.message.id.position() < position);
+        self.entries
+            .get(at)
+            .filter(|e| e.message.id.position() == position)
+    }
+
     pub(crate) fn entries(&self) -> impl Iterator<Item = &Arc<Entry>> {
         self.entries.iter()
     }
@@ -256,6 +266,20 @@ mod tests {
         let foreign = MessageId::new(&Epoch::parse("e2").unwrap(), Position { ms: 100, seq: 9 });
         assert!(!cache.push(Arc::new(Entry::new(Message::for_test(&foreign, "b")))));
         assert_eq!(cache.entries().count(), 2);
+    }
+
+    #[test]
+    fn an_entry_is_found_by_its_position_only_while_cached() {
+        let cache = cache_of(2, 1..=3);
+        let found = |n| {
+            cache
+                .get(id(n).position())
+                .map(|e| e.message.id.position().seq)
+        };
+        assert_eq!(
+            (found(1), found(2), found(3), found(4)),
+            (None, Some(2), Some(3), None)
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! The room: one task owns the message cache, the held long polls and the broadcast to
-//! WebSockets (MessageMixin's job in Tornado). Everything else talks to it through a
-//! cloneable [`HubHandle`]; because the task handles one command at a time, a message is
-//! in the cache and on its way to every receiver before the next command is looked at,
-//! which is what makes cursor delivery exactly-once.
+//! The room's fan-out on this instance: one task owns the message cache, the held long
+//! polls and the broadcast to WebSockets (MessageMixin's job in Tornado). It gives no ids:
+//! it ingests the entries of the log this instance follows (see `room`), in the log's
+//! order. Everything else talks to it through a cloneable [`HubHandle`]; because the task
+//! handles one command at a time, an entry is in the cache and on its way to every receiver
+//! before the next command is looked at, which is what makes cursor delivery exactly-once.
 
 mod cache;
 pub mod frame;
@@ -13,9 +14,8 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::domain::{Cursor, Epoch, Kind, MessageBody, MessageId, Position, UserName};
+use crate::domain::{Cursor, Epoch, MessageId, Position};
 use crate::metrics::Metrics;
-use crate::templates::{TemplateError, Templates};
 pub use frame::{Entry, Frame};
 
 /// Commands waiting for the hub; senders wait when it is full, so a flood cannot grow it.
@@ -24,23 +24,6 @@ const COMMAND_QUEUE: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 #[error("the room is shut down")]
 pub struct HubClosed;
-
-/// Why an append failed.
-#[derive(Debug, thiserror::Error)]
-pub enum AppendError {
-    #[error(transparent)]
-    Closed(#[from] HubClosed),
-    #[error(transparent)]
-    Render(#[from] TemplateError),
-}
-
-/// An entry before the room has given it an id: a post, or a presence notice.
-#[derive(Debug, Clone)]
-pub struct Draft {
-    pub from: UserName,
-    pub body: MessageBody,
-    pub kind: Kind,
-}
 
 /// The room as a page render sees it.
 pub struct Snapshot {
@@ -62,10 +45,6 @@ pub struct Subscription {
 }
 
 pub(crate) enum Command {
-    Append {
-        draft: Draft,
-        done: oneshot::Sender<Result<Arc<Entry>, TemplateError>>,
-    },
     Ingest {
         entries: Vec<Arc<Entry>>,
     },
@@ -74,7 +53,7 @@ pub(crate) enum Command {
     },
     WaitFor {
         id: MessageId,
-        done: oneshot::Sender<()>,
+        done: oneshot::Sender<Arc<Entry>>,
     },
     Poll {
         cursor: Option<Cursor>,
@@ -104,29 +83,16 @@ pub struct HubConfig {
     /// Frames a WebSocket may fall behind before it is dropped as too slow.
     pub socket_backlog: usize,
     pub log: LogStart,
-    /// Renders appended messages.
-    pub templates: Arc<Templates>,
 }
 
 /// Where the room's log stands when the hub (re)starts from it.
 pub struct LogStart {
-    /// Which life of the log this is; the in-memory room makes a new one every start.
+    /// Which life of the log this is.
     pub epoch: Epoch,
     /// The log is complete after this position (see `cache`).
     pub floor: Position,
     /// Its newest entries, oldest first.
     pub entries: Vec<Arc<Entry>>,
-}
-
-impl LogStart {
-    /// A log that begins now.
-    pub fn new_epoch() -> Self {
-        Self {
-            epoch: Epoch::random(),
-            floor: Position::ORIGIN,
-            entries: Vec::new(),
-        }
-    }
 }
 
 impl HubHandle {
@@ -137,34 +103,33 @@ impl HubHandle {
         Self { commands }
     }
 
-    /// Gives a message the next id, adds it to the room and hands it to every receiver.
-    /// Returns once it is in the cache, so a client that hears back can rely on its cursor
-    /// seeing it.
-    pub async fn append(&self, draft: Draft) -> Result<Arc<Entry>, AppendError> {
-        let (done, accepted) = oneshot::channel();
-        self.send(Command::Append { draft, done }).await?;
-        Ok(accepted.await.map_err(|_| HubClosed)??)
-    }
-
-    /// Entries read from a shared store, oldest first: each goes to the cache and every
-    /// receiver, unless the hub has it already.
+    /// Entries of the log, oldest first: each goes to the cache and every receiver, unless
+    /// the hub has it already.
     pub async fn ingest(&self, entries: Vec<Arc<Entry>>) -> Result<(), HubClosed> {
         self.send(Command::Ingest { entries }).await
     }
 
-    /// Starts over from the store's log: after its data was lost (a new epoch) or the
-    /// reader missed entries. Receivers that may have missed messages are told (`reset`).
+    /// Starts over from the log: after its data was lost (a new epoch) or the follower
+    /// missed entries. Receivers that may have missed messages are told (`reset`).
     pub async fn restart(&self, log: LogStart) -> Result<(), HubClosed> {
         self.send(Command::Restart { log }).await
     }
 
-    /// Waits until the hub holds `id` (or has moved to another epoch, or gives up after
-    /// `limit`): a poster's own message is in this instance's room before it is answered.
-    pub async fn wait_for(&self, id: MessageId, limit: Duration) -> Result<(), HubClosed> {
+    /// The hub's entry for `id` once it holds it: a poster's own message is in this
+    /// instance's room (and answered with the bytes every receiver gets) before the poster
+    /// hears back. `None` if the hub moved past `id` without it (another epoch) or did not
+    /// get it within `limit`.
+    pub async fn wait_for(
+        &self,
+        id: MessageId,
+        limit: Duration,
+    ) -> Result<Option<Arc<Entry>>, HubClosed> {
         let (done, reached) = oneshot::channel();
         self.send(Command::WaitFor { id, done }).await?;
-        let _ = tokio::time::timeout(limit, reached).await;
-        Ok(())
+        Ok(tokio::time::timeout(limit, reached)
+            .await
+            .ok()
+            .and_then(Result::ok))
     }
 
     /// The long poll: messages after `cursor` at once if there are any, else the next one
@@ -195,7 +160,7 @@ impl HubHandle {
     }
 
     /// Answers every held poll with no messages and ends every feed; from then on polls
-    /// are answered at once and posts are refused.
+    /// are answered at once.
     pub async fn shutdown(&self) {
         let (done, finished) = oneshot::channel();
         if self.send(Command::Shutdown { done }).await.is_ok() {

@@ -8,10 +8,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::cache::{Cache, Since};
 use super::frame::{self, Entry, Frame};
-use super::{Command, Draft, HubConfig, LogStart, Snapshot, Subscription};
-use crate::domain::{Cursor, MessageId, Timestamp};
+use super::{Command, HubConfig, LogStart, Snapshot, Subscription};
+use crate::domain::{Cursor, MessageId};
 use crate::metrics::Metrics;
-use crate::templates::{TemplateError, Templates};
 
 /// How often polls whose clients gave up are dropped from the waiters.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -37,14 +36,13 @@ pub(crate) struct Room {
     waiters: Vec<oneshot::Sender<Frame>>,
     /// Length at which `waiters` is pruned before growing further.
     prune_at: usize,
-    /// Posters waiting for their entry to come back from the store.
-    posters: Vec<(MessageId, oneshot::Sender<()>)>,
+    /// Posters waiting for their entry to come back from the log.
+    posters: Vec<(MessageId, oneshot::Sender<Arc<Entry>>)>,
     /// Clients whose cursor is past what this hub has read (another instance read
-    /// further); each is answered once the hub gets past it. Empty with the memory store.
+    /// further); each is answered once the hub gets past it.
     ahead: Vec<Ahead>,
     /// The WebSockets' feed; `None` once the room is shut down.
     sockets: Option<broadcast::Sender<Frame>>,
-    templates: Arc<Templates>,
     metrics: Arc<Metrics>,
 }
 
@@ -63,19 +61,12 @@ impl Room {
             posters: Vec::new(),
             ahead: Vec::new(),
             sockets: Some(sockets),
-            templates: config.templates,
             metrics,
         }
     }
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Append { draft, done } => {
-                if self.sockets.is_some() {
-                    let _ = done.send(self.append(draft));
-                }
-                // After shutdown `done` is dropped, which the poster reads as "closed".
-            }
             Command::Ingest { entries } => {
                 for entry in entries {
                     self.publish(entry);
@@ -118,19 +109,6 @@ impl Room {
                 let _ = done.send(());
             }
         }
-    }
-
-    /// The in-memory room's store: the next position, as Redis would make it, rendered and
-    /// encoded here (once per message, not per receiver).
-    fn append(&mut self, draft: Draft) -> Result<Arc<Entry>, TemplateError> {
-        let position = self.cache.head().next(Timestamp::now().unix_millis());
-        let id = MessageId::new(self.cache.epoch(), position);
-        let message = self
-            .templates
-            .build_message(id, &draft.from, draft.body, draft.kind)?;
-        let entry = Arc::new(Entry::new(message));
-        self.publish(entry.clone());
-        Ok(entry)
     }
 
     /// A socket's replay (what `since` found after its cursor) and its place in the feed,
@@ -215,12 +193,24 @@ impl Room {
         self.release_posters();
     }
 
-    /// Answers the posters whose entry the hub now holds, or whose epoch has passed.
+    /// Answers the posters whose entry the hub now holds with it. Those whose epoch has
+    /// passed, or whose entry the hub moved past without (dropped, which answers them with
+    /// nothing) will not get it here.
     fn release_posters(&mut self) {
-        let (epoch, head) = (self.cache.epoch().clone(), self.cache.head());
-        self.posters
-            .retain_mut(|(id, _)| *id.epoch() == epoch && id.position() > head);
-        // The retained ones still wait; the rest were dropped, which answers them.
+        if self.posters.is_empty() {
+            return;
+        }
+        let head = self.cache.head();
+        for (id, done) in std::mem::take(&mut self.posters) {
+            if *id.epoch() != *self.cache.epoch() {
+                continue;
+            }
+            if id.position() > head {
+                self.posters.push((id, done));
+            } else if let Some(entry) = self.cache.get(id.position()) {
+                let _ = done.send(entry.clone());
+            }
+        }
     }
 
     fn poll(&mut self, cursor: Option<Cursor>, reply: oneshot::Sender<Frame>) {

@@ -2,13 +2,13 @@
 
 use std::time::Instant;
 
-use actix_session::Session;
 use actix_web::cookie::Cookie;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer};
 
-use crate::auth::{CurrentUser, Login};
+use super::extract::ClientAddress;
+use crate::auth::{CurrentUser, Login, LoginReader};
 use crate::domain::{LocalPath, UserName};
 use crate::error::AppError;
 use crate::form;
@@ -29,34 +29,35 @@ fn local_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<LocalPath>, D
     Ok(Option::<String>::deserialize(d)?.and_then(|raw| LocalPath::parse(&raw).ok()))
 }
 
-/// Logs in as `?name=` or a random `user-NNNNNN`, sets the user cookie and a fresh XSRF
-/// cookie, and sends the browser to `next` when it is a local path.
+/// Logs in as `?name=` or a random `user-NNNNNN`, sets the user cookie (replacing any the
+/// browser had, a planted one included) and a fresh XSRF cookie, and sends the browser to
+/// `next` when it is a local path.
 pub(super) async fn log_in(
     req: HttpRequest,
-    session: Session,
+    ClientAddress(address): ClientAddress,
+    reader: web::Data<LoginReader>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let query: LoginQuery = form::decode(req.query_string().as_bytes())?;
     // Logins are free to make, so without this one client could make as many as it
     // likes, each with its own posting budget and socket cap.
-    let address = state.proxies.client_address(&req);
     state
+        .http
         .login_rate
         .check(&address, Instant::now())
         .map_err(AppError::rate_limited)?;
     let login = Login::new(query.name.unwrap_or_else(UserName::random));
     let next = query.next.unwrap_or_else(LocalPath::root);
-    login.save(&session)?;
     tracing::info!(user = %login.name, "logged in");
-    let security = &state.security;
     let token = state.xsrf.issue(login.id.as_str());
     Ok(HttpResponse::Found()
         .insert_header((header::LOCATION, next.as_str()))
         .insert_header((header::CACHE_CONTROL, "no-store"))
+        .cookie(reader.cookies().cookie(&login))
         .cookie(xsrf::cookie(
             token,
-            security.cookie_secure,
-            security.cookie_max_age_days,
+            state.http.cookie_secure,
+            state.http.cookie_max_age_days,
         ))
         .finish())
 }
@@ -64,19 +65,14 @@ pub(super) async fn log_in(
 /// Ends the login everywhere, not just in this browser: a copy of the cookie is refused
 /// from now on, and the login's open sockets close (1008) on every instance.
 pub(super) async fn log_out(
-    session: Session,
     user: Option<CurrentUser>,
+    reader: web::Data<LoginReader>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     if let Some(CurrentUser(login)) = user {
-        let until = login.expires_at(state.security.cookie_max_age_days);
-        // Recorded for the other instances first: if that fails the user is told (503)
-        // and can try again, rather than believing a copy of the cookie is dead.
-        state.store.revoke(&login.id, until).await?;
-        state.revocations.apply([(login.id.clone(), until)]);
+        state.logins.log_out(&login).await?;
         tracing::info!(user = %login.name, "logged out");
     }
-    session.purge();
     let html = state
         .templates
         .render_logout()
@@ -86,6 +82,7 @@ pub(super) async fn log_out(
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
+        .cookie(reader.cookies().removal())
         .cookie(expired_xsrf)
         .body(html))
 }

@@ -4,8 +4,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::{checked_form, read_body};
-use crate::auth::CurrentUser;
+use super::extract::{CheckedForm, ClientAddress};
 use crate::domain::{Cursor, LocalPath};
 use crate::error::AppError;
 use crate::form::empty_as_none;
@@ -15,8 +14,8 @@ use crate::state::AppState;
 
 /// The fields of `POST /a/message/new` (after `_xsrf`).
 #[derive(Deserialize)]
-struct PostForm {
-    /// Checked and cleaned up by the poster, with the configured length limit.
+pub(super) struct PostForm {
+    /// Checked and cleaned up by the room, with the configured length limit.
     body: String,
     /// Where to send a browser afterwards (the form without JavaScript).
     #[serde(default, deserialize_with = "empty_as_none")]
@@ -25,21 +24,17 @@ struct PostForm {
 
 /// The fields of `POST /a/message/updates` (after `_xsrf`).
 #[derive(Deserialize)]
-struct PollForm {
+pub(super) struct PollForm {
     #[serde(default, deserialize_with = "empty_as_none")]
     cursor: Option<Cursor>,
 }
 
 pub(super) async fn post_message(
-    req: HttpRequest,
-    CurrentUser(login): CurrentUser,
-    payload: web::Payload,
+    CheckedForm { login, form }: CheckedForm<PostForm>,
+    ClientAddress(address): ClientAddress,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let body = read_body(&req, payload, &state).await?;
-    let form: PostForm = checked_form(&req, &body, &state, &login)?;
-    let address = state.proxies.client_address(&req);
-    let entry = state.poster.post(&login, &address, &form.body).await?;
+    let entry = state.room.post(&login, &address, &form.body).await?;
     Ok(match form.next {
         Some(next) => HttpResponse::Found()
             .insert_header((header::LOCATION, next.as_str()))
@@ -53,20 +48,13 @@ pub(super) async fn post_message(
 
 pub(super) async fn poll_updates(
     req: HttpRequest,
-    CurrentUser(login): CurrentUser,
-    payload: web::Payload,
+    // The body is read, checked and dropped here: it is not kept for the hold.
+    CheckedForm { login, form }: CheckedForm<PollForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    // The body is not kept for the hold.
-    let form: PollForm = checked_form(
-        &req,
-        &read_body(&req, payload, &state).await?,
-        &state,
-        &login,
-    )?;
     // Online while the poll is held, and for the poll window after it is answered.
     let _online = state.presence.connect(&login, Via::Poll);
-    let poll = state.hub.poll(form.cursor, state.poll_timeout);
+    let poll = state.room.hub.poll(form.cursor, state.http.poll_timeout);
     // actix-web keeps running a handler whose client has gone (its socket sits in
     // CLOSE_WAIT), so a held poll watches for the hang-up itself and lets go of its
     // place in the room.

@@ -18,7 +18,7 @@ pub(super) async fn show_chat(
     let Some(CurrentUser(login)) = user else {
         return Ok(redirect_to_login(&req));
     };
-    let snapshot = state.hub.snapshot().await?;
+    let snapshot = state.room.hub.snapshot().await?;
     let who = state.presence.who().await;
     let (token, new_cookie) = page_token(&req, &state, &login);
     let html = state
@@ -69,11 +69,7 @@ fn page_token(
         }
     }
     let token = state.xsrf.issue(login.id.as_str());
-    let security = &state.security;
-    let cookie = xsrf::cookie(
-        token.clone(),
-        security.cookie_secure,
-        security.cookie_max_age_days,
-    );
+    let http = &state.http;
+    let cookie = xsrf::cookie(token.clone(), http.cookie_secure, http.cookie_max_age_days);
     (token, Some(cookie))
 }

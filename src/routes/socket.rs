@@ -1,6 +1,5 @@
 //! `GET /a/message/socket`: the upgrade. Everything is checked before the 101: the login,
-//! the Origin (browsers send cookies on cross-site WebSocket handshakes and CORS does not
-//! apply, so this check is what stops cross-site WebSocket hijacking), and the cursor.
+//! the Origin (see `forwarded::Provenance::check_upgrade`), the cursor, the login's cap.
 
 use std::time::Duration;
 
@@ -8,8 +7,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use tracing::Instrument;
 
+use super::extract::ClientAddress;
 use crate::auth::CurrentUser;
-use crate::config::Origin;
 use crate::domain::Cursor;
 use crate::error::AppError;
 use crate::form::{self, empty_as_none};
@@ -33,40 +32,35 @@ struct SocketQuery {
 pub(super) async fn open_socket(
     req: HttpRequest,
     body: web::Payload,
-    user: Option<CurrentUser>,
+    CurrentUser(login): CurrentUser,
+    ClientAddress(address): ClientAddress,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let CurrentUser(login) = user.ok_or(AppError::Forbidden("login required"))?;
-    check_origin(
-        &req,
-        &state.proxies.origin(&req),
-        &state.security.allowed_origins,
-    )?;
+    state.http.provenance.check_upgrade(&req)?;
     let query: SocketQuery = form::decode(req.query_string().as_bytes())?;
-    let context = state.sockets.clone();
-    let slot = context.limits.acquire(&login.id)?;
+    let slot = state.logins.open_socket(&login.id)?;
     // A cursor from an instance that has read further is waited for (this one is usually
     // milliseconds behind); past the bound the client is asked to come back.
-    let subscription = tokio::time::timeout(CATCH_UP_WAIT, state.hub.subscribe(query.cursor))
+    let subscription = tokio::time::timeout(CATCH_UP_WAIT, state.room.hub.subscribe(query.cursor))
         .await
         .map_err(|_| AppError::StoreUnavailable)??;
-    let (body, oversize) = frame_limit::guard(&req, body, context.max_frame_bytes)?;
+    let max_bytes = state.websocket.max_frame_bytes;
+    let (body, oversize) = frame_limit::guard(&req, body, max_bytes)?;
     let (response, session, messages) =
         actix_ws::handle(&req, body).map_err(|e| AppError::BadRequest(e.to_string()))?;
     let (response, alive) = peer::watch_body(response);
-    let max_bytes = context.max_frame_bytes;
     let messages = messages
         .max_frame_size(max_bytes)
         .aggregate_continuations()
         .max_continuation_size(max_bytes);
     let xsrf_cookie = req.cookie(xsrf::COOKIE_NAME).map(|c| c.value().to_owned());
     tracing::debug!(user = %login.name, "socket open");
-    let online = context.presence.connect(&login, Via::Socket);
+    let online = state.presence.connect(&login, Via::Socket);
     // The socket outlives this request; its logs keep the request's span (and id).
     let connection = socket::serve(SocketConnection {
-        context,
+        state,
         login,
-        address: state.proxies.client_address(&req).into(),
+        address: address.into(),
         xsrf_cookie,
         session,
         messages,
@@ -79,26 +73,4 @@ pub(super) async fn open_socket(
     });
     actix_web::rt::spawn(connection.in_current_span());
     Ok(response)
-}
-
-/// The Origin must be this server's own (scheme, host and port as the browser addressed
-/// it) or on the configured allowlist. Missing or `null` is refused.
-fn check_origin(req: &HttpRequest, own: &str, allowed: &[Origin]) -> Result<(), AppError> {
-    let origin = req
-        .headers()
-        .get(actix_web::http::header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(AppError::Forbidden("Origin header required"))?;
-    let allowed = origin.eq_ignore_ascii_case(own)
-        || allowed
-            .iter()
-            .any(|a| a.as_str().eq_ignore_ascii_case(origin));
-    if allowed {
-        Ok(())
-    } else {
-        tracing::info!(origin, "socket refused: foreign origin");
-        Err(AppError::Forbidden(
-            "cross-origin WebSockets are not allowed",
-        ))
-    }
 }

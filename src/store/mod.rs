@@ -1,107 +1,157 @@
-//! Where the room's log lives. `Memory`: in this process, the hub itself gives ids (the
-//! embedded default). `Redis`: one stream shared by every instance, which gives the ids;
-//! each instance's reader feeds its own hub. The poster and the routes see only `Store`.
+//! The room's backend, chosen once at start ([`open`]): the log that gives every entry its
+//! id and keeps it, the presence registry, and the list of ended logins. `memory` keeps all
+//! three in this process (the embedded default); `redis` shares them between every instance
+//! on one Redis. Past [`open`] nothing asks which backend runs: both are the same three
+//! traits, and every message takes the same road through them (see `room`).
 
+mod memory;
 mod redis;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::auth::{Login, LoginId};
-use crate::error::AppError;
-use crate::hub::{AppendError, Draft, Entry, HubHandle};
-use crate::rate::RateLimiter;
-pub use redis::{
-    ReaderPause, RedisPresence, RedisRevocations, RedisSettings, RedisStore, StoreStartError,
-};
+use futures_core::future::BoxFuture;
 
-/// Why a post was not stored.
+use crate::auth::LoginId;
+use crate::config::{Backend as Kind, Settings};
+use crate::domain::{Epoch, Kind as EntryKind, MessageBody, MessageId, Position, UserName};
+use crate::metrics::Metrics;
+pub use redis::StoreStartError;
+
+/// Why the log did not take a post.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the room is shut down")]
-    Closed,
     #[error("too many messages; wait {0:?}")]
     RateLimited(Duration),
-    /// The store cannot be reached (or did not answer in time); nothing was acknowledged.
+    /// The store cannot be reached (or did not answer in time); nothing was stored.
     #[error("the message store is unavailable")]
     Unavailable,
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-impl From<StoreError> for AppError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Closed => Self::ShuttingDown,
-            StoreError::Unavailable => Self::StoreUnavailable,
-            StoreError::RateLimited(wait) => Self::rate_limited(wait),
-            StoreError::Internal(cause) => Self::Internal(cause.into()),
-        }
-    }
+/// A post on its way into the log: who, from where, what.
+pub struct Post<'a> {
+    pub login: &'a LoginId,
+    /// The client's address, for its posting budget (see `forwarded`).
+    pub address: &'a str,
+    pub from: &'a UserName,
+    pub body: &'a MessageBody,
 }
 
-impl From<AppendError> for StoreError {
-    fn from(error: AppendError) -> Self {
-        match error {
-            AppendError::Closed(_) => Self::Closed,
-            AppendError::Render(render) => Self::Internal(render.to_string()),
-        }
-    }
+/// An entry as the log keeps it, before this instance renders it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub id: MessageId,
+    pub from: UserName,
+    pub body: MessageBody,
+    pub kind: EntryKind,
 }
 
-pub enum Store {
-    /// The hub is the store; the rate limit is this process's.
-    Memory {
-        hub: HubHandle,
-        /// Per login.
-        rate: RateLimiter,
-        /// Per client address, across its logins.
-        address_rate: RateLimiter,
-    },
-    Redis(RedisStore),
+/// Where a log stands when an instance (re)starts from it.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Which life of the log this is.
+    pub epoch: Epoch,
+    /// The log is complete after this position: nothing at or before it is missing from
+    /// what follows it (see `hub::cache`).
+    pub floor: Position,
+    /// Its newest records, oldest first.
+    pub records: Vec<Record>,
 }
 
-impl Store {
-    /// The Redis reader's pause switch; `None` for the in-memory room.
-    pub fn reader_pause(&self) -> Option<ReaderPause> {
-        match self {
-            Self::Memory { .. } => None,
-            Self::Redis(redis) => Some(redis.reader_pause()),
-        }
-    }
+/// What following the log yields.
+#[derive(Debug)]
+pub enum LogEvent {
+    /// Records appended since the last event, oldest first.
+    Appended(Vec<Record>),
+    /// The log is not the one followed so far (its data was lost, or the follower fell
+    /// behind its trimming): start over from this.
+    Restart(Snapshot),
+}
 
-    /// Records a logout for every instance; the in-memory room has only this one, whose
-    /// `Revocations` the caller updates.
-    pub async fn revoke(&self, id: &LoginId, until: u64) -> Result<(), StoreError> {
-        match self {
-            Self::Memory { .. } => Ok(()),
-            Self::Redis(redis) => redis.revocations().revoke(id, until).await,
-        }
-    }
+/// The room's log: it gives ids, in order, and every instance follows it.
+pub trait Log: Send + Sync {
+    /// Charges the post to its login's and its address's budgets and appends it; returns
+    /// its id. An error means nothing was stored.
+    fn append<'a>(&'a self, post: Post<'a>) -> BoxFuture<'a, Result<MessageId, StoreError>>;
 
-    /// Stores a post of `login`'s from `address` (after both rate checks) and returns it
-    /// once this instance's room has it.
-    pub async fn append(
-        &self,
-        login: &Login,
-        address: &str,
-        draft: Draft,
-    ) -> Result<Arc<Entry>, StoreError> {
-        match self {
-            Self::Memory {
-                hub,
-                rate,
-                address_rate,
-            } => {
-                let now = Instant::now();
-                RateLimiter::check_both((rate, login.id.as_str()), (address_rate, address), now)
-                    .map_err(StoreError::RateLimited)?;
-                Ok(hub.append(draft).await?)
-            }
-            // Boxed: the Redis post is a large future, and every socket's task holds a
-            // post's future inline; unboxed it cost each socket about 1 KiB, memory
-            // store or not.
-            Self::Redis(redis) => Box::pin(redis.append(login, address, draft)).await,
-        }
+    /// Everything appended from now on, for this instance. Call once.
+    fn follow(&self) -> Box<dyn LogSource>;
+}
+
+/// One instance's view of the log as it grows. `next` must be safe to drop at any await:
+/// the follower drops it to pause.
+pub trait LogSource: Send {
+    /// The next event; `None` when the log is closed for good.
+    fn next(&mut self) -> BoxFuture<'_, Option<LogEvent>>;
+}
+
+/// Who is online across instances, and who announces the changes.
+pub trait PresenceRegistry: Send {
+    /// `login` has its first connection on this instance.
+    fn connected(&mut self, login: LoginId, name: UserName) -> BoxFuture<'_, ()>;
+    /// `login` has had no connection here for its linger.
+    fn gone(&mut self, login: &LoginId);
+    /// Once a second: `here` is every login connected to this instance now.
+    fn tick<'a>(&'a mut self, here: &'a [(LoginId, UserName)]) -> BoxFuture<'a, ()>;
+    /// Who is online: (since, in Unix ms; name), oldest first.
+    fn list(&mut self) -> BoxFuture<'_, Vec<(u64, UserName)>>;
+}
+
+/// Logins ended by logout, for every instance and until their cookies would expire.
+pub trait LogoutList: Send + Sync {
+    /// Records that `login` is ended until `until` (Unix seconds).
+    fn record<'a>(
+        &'a self,
+        login: &'a LoginId,
+        until: u64,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Logouts recorded from now on (by any instance), in batches; `None` when this backend
+    /// has only this instance (then [`LogoutList::record`] is all there is).
+    fn follow(&self) -> Option<Box<dyn LogoutSource>>;
+}
+
+/// Ended logins as other instances record them.
+pub trait LogoutSource: Send {
+    /// The next batch of (login, until). After anything that may have lost some (an
+    /// outage), the whole list again.
+    fn next(&mut self) -> BoxFuture<'_, Vec<(LoginId, u64)>>;
+}
+
+/// What presence is told by the configuration.
+#[derive(Debug, Clone)]
+pub struct PresenceSettings {
+    /// Whether `join` and `leave` entries are added to the room.
+    pub notices: bool,
+    /// How long a login's last connection must be gone before it leaves.
+    pub leave_grace: Duration,
+    /// How long after its last poll a poll-only login still counts as connected.
+    pub poll_window: Duration,
+}
+
+/// The backend's three parts, opened together.
+pub struct Backend {
+    pub log: Arc<dyn Log>,
+    /// Where the log stood at start: what the hub begins with.
+    pub start: Snapshot,
+    /// `None` when `presence.enabled` is off.
+    pub presence: Option<Box<dyn PresenceRegistry>>,
+    pub logouts: Arc<dyn LogoutList>,
+    /// Logins already ended when this instance started (loaded before it serves anyone,
+    /// so a restart does not bring a logged-out cookie back).
+    pub ended: Vec<(LoginId, u64)>,
+}
+
+/// Opens the configured backend. With Redis, refuses to start without it.
+pub async fn open(
+    settings: &Settings,
+    presence: &PresenceSettings,
+    metrics: Arc<Metrics>,
+) -> Result<Backend, StoreStartError> {
+    let presence = settings.presence.enabled.then_some(presence);
+    match settings.store.backend {
+        Kind::Memory => Ok(memory::open(&settings.room, presence, &metrics)),
+        Kind::Redis => redis::open(settings, presence, metrics).await,
     }
 }

@@ -25,9 +25,9 @@ pub struct TestApp {
     pub port: u16,
     pub shutdown: ShutdownHandle,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
-    /// The Redis reader's pause switch, with the Redis store.
+    /// Holds this instance's follower of the log still.
     #[allow(dead_code)]
-    pub reader_pause: Option<chatdemo::store::ReaderPause>,
+    pub follower_pause: chatdemo::room::FollowerPause,
 }
 
 #[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
@@ -75,14 +75,14 @@ impl TestApp {
         let app = Application::build(settings).await.expect("app builds");
         let port = app.port();
         let shutdown = app.shutdown_handle();
-        let reader_pause = app.reader_pause();
+        let follower_pause = app.follower_pause();
         let server = tokio::spawn(app.run_until_stopped());
         Self {
             address: format!("http://127.0.0.1:{port}"),
             port,
             shutdown,
             server,
-            reader_pause,
+            follower_pause,
         }
     }
 

@@ -103,6 +103,7 @@ async fn logout_clears_the_login() {
     let app = TestApp::spawn().await;
     let user = app.login(None).await;
     assert_eq!(user.get("/").await.status(), 200);
+    let token = user.xsrf();
     let response = user.get("/auth/logout").await;
     assert_eq!(response.status(), 200);
     let removal = response
@@ -120,16 +121,25 @@ async fn logout_clears_the_login() {
     assert!(body.contains("You are now logged out"));
     assert!(body.contains("href=\"/auth/login\""));
     assert_eq!(user.get("/").await.status(), 302);
-    assert_eq!(
-        user.post_form("/a/message/updates", &[]).await.status(),
-        403
-    );
+    // With the login's own valid token, so the refusal is the login's, not the token's.
+    let poll = user
+        .client
+        .post(app.url("/a/message/updates"))
+        .header("Cookie", format!("_xsrf={token}"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("_xsrf={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(poll.status(), 403);
+    assert_eq!(poll.text().await.unwrap(), "login required");
 }
 
 #[tokio::test]
 async fn a_tampered_user_cookie_is_logged_out() {
     let app = TestApp::spawn().await;
     let user = app.login(None).await;
+    let token = user.xsrf();
     let original = user.cookie("user").unwrap();
     let mut bytes = original.into_bytes();
     let middle = bytes.len() / 2;
@@ -144,15 +154,30 @@ async fn a_tampered_user_cookie_is_logged_out() {
         .await
         .unwrap();
     assert_eq!(page.status(), 302);
+    // With the login's own valid token, so the refusal is the cookie's, not the token's.
     let post = client
         .post(app.url("/a/message/new"))
-        .header("Cookie", format!("user={tampered}"))
+        .header("Cookie", format!("user={tampered}; _xsrf={token}"))
         .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("body=hi")
+        .body(format!("body=hi&_xsrf={token}"))
         .send()
         .await
         .unwrap();
     assert_eq!(post.status(), 403);
+    assert_eq!(post.text().await.unwrap(), "login required");
+    // The untampered cookie with the same token posts: the test's request is right.
+    let good = client
+        .post(app.url("/a/message/new"))
+        .header(
+            "Cookie",
+            format!("user={}; _xsrf={token}", user.cookie("user").unwrap()),
+        )
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("body=hi&_xsrf={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(good.status(), 200);
 }
 
 /// Builds the cookie an attacker holding the server key could make, with any issue time:
@@ -160,10 +185,9 @@ async fn a_tampered_user_cookie_is_logged_out() {
 fn forged_user_cookie(issued_at: u64) -> String {
     use actix_web::cookie::{Cookie, CookieJar, Key};
     let login = serde_json::json!({"name": "Mallory", "id": "00ff", "issued_at": issued_at});
-    let state = serde_json::json!({"login": login.to_string()});
     let mut jar = CookieJar::new();
     jar.private_mut(&Key::derive_from(TEST_SECRET.as_bytes()))
-        .add(Cookie::new("user", state.to_string()));
+        .add(Cookie::new("user", login.to_string()));
     jar.get("user").unwrap().value().to_owned()
 }
 
@@ -218,18 +242,19 @@ async fn logout_ends_every_copy_of_the_login_and_closes_its_sockets() {
         started.elapsed()
     );
 
+    // The copy's token is valid: the refusals below are the login's.
     let post = thief.say("after logout").await;
     assert_eq!(post.status(), 403);
+    assert_eq!(post.text().await.unwrap(), "login required");
     let page = thief.get("/").await;
     assert_eq!(page.status(), 302);
     assert!(page.headers()["location"]
         .to_str()
         .unwrap()
         .starts_with("/auth/login"));
-    assert_eq!(
-        thief.post_form("/a/message/updates", &[]).await.status(),
-        403
-    );
+    let poll = thief.poll(None).await;
+    assert_eq!(poll.status(), 403);
+    assert_eq!(poll.text().await.unwrap(), "login required");
     assert!(
         thief.socket_with(None, Some(&app.address)).await.is_err(),
         "no new socket"

@@ -109,7 +109,7 @@ async fn a_cursor_from_another_instance_waits_while_this_one_is_behind() {
     // B has the first message: its page shows it.
     wait_until_page_has(&on_b, &first.id).await;
 
-    let pause = b.reader_pause.clone().unwrap();
+    let pause = b.follower_pause.clone();
     pause.pause();
     let second = user.say_ok("second").await;
     // B has not read `second`: a poll on B from A's answer is held, not reset.

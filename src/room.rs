@@ -1,0 +1,214 @@
+//! One room on this instance, the same way for every backend: the log gives each entry its
+//! id, this instance follows the log, and its follower renders each record once (its
+//! `html`, its JSON, its frame) and hands it to the hub, which fans it out. A post, from
+//! either transport, is answered with the hub's own entry, so it too is rendered once.
+//!
+//! ```text
+//!   post ──append──> Log ──follow──> follower ──ingest──> hub ──> polls, sockets
+//!     └──────────── wait_for(id) ───────────────────────────┘
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::auth::Login;
+use crate::domain::{Kind, MessageBody};
+use crate::error::AppError;
+use crate::hub::{Entry, HubConfig, HubHandle, LogStart};
+use crate::metrics::Metrics;
+use crate::store::{Log, LogEvent, LogSource, Post, Record, Snapshot, StoreError};
+use crate::templates::Templates;
+
+/// How long a poster waits for its own entry to reach this instance's hub.
+const OWN_ENTRY_WAIT: Duration = Duration::from_secs(2);
+
+/// This instance's room: the log it follows and the hub it feeds. Cheap to clone.
+#[derive(Clone)]
+pub struct Room {
+    /// Where polls, sockets and pages read the room.
+    pub hub: HubHandle,
+    log: Arc<dyn Log>,
+    templates: Arc<Templates>,
+    max_chars: usize,
+    pause: FollowerPause,
+}
+
+/// How the room is sized.
+pub struct RoomSize {
+    pub cache_size: usize,
+    /// Frames a WebSocket may fall behind before it is dropped as too slow.
+    pub socket_backlog: usize,
+    /// Longest message, in characters after clean-up.
+    pub max_message_chars: usize,
+}
+
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable => Self::StoreUnavailable,
+            StoreError::RateLimited(wait) => Self::rate_limited(wait),
+            StoreError::Internal(cause) => Self::Internal(cause.into()),
+        }
+    }
+}
+
+impl Room {
+    /// Starts the hub from `start` and the follower that keeps feeding it, on the current
+    /// Tokio runtime.
+    pub fn start(
+        log: Arc<dyn Log>,
+        start: Snapshot,
+        size: RoomSize,
+        templates: Arc<Templates>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let hub = HubHandle::start(
+            HubConfig {
+                cache_size: size.cache_size,
+                socket_backlog: size.socket_backlog,
+                log: render_snapshot(&templates, start),
+            },
+            metrics,
+        );
+        let pause = FollowerPause(Arc::new(watch::Sender::new(false)));
+        tokio::spawn(follow(
+            log.follow(),
+            hub.clone(),
+            templates.clone(),
+            pause.clone(),
+        ));
+        Self {
+            hub,
+            log,
+            templates,
+            max_chars: size.max_message_chars,
+            pause,
+        }
+    }
+
+    /// Posts `raw_body` as `login` from the client `address`, the same for both transports:
+    /// clean-up and limits, then the log (which charges the rate and gives the id), then
+    /// the hub's entry for that id, so the poster's cursor sees it here.
+    pub async fn post(
+        &self,
+        login: &Login,
+        address: &str,
+        raw_body: &str,
+    ) -> Result<Arc<Entry>, AppError> {
+        let body = MessageBody::parse(raw_body, self.max_chars)?;
+        // The rate is charged by the log, after validation: a refused message costs none.
+        let post = Post {
+            login: &login.id,
+            address,
+            from: &login.name,
+            body: &body,
+        };
+        let id = self.log.append(post).await?;
+        tracing::debug!(user = %login.name, %id, "message posted");
+        match self.hub.wait_for(id.clone(), OWN_ENTRY_WAIT).await {
+            Ok(Some(entry)) => Ok(entry),
+            // Stored, but this instance's hub has not got it (its follower is behind, or
+            // the server is stopping): the answer is still the truth, rendered here.
+            Ok(None) | Err(_) => {
+                let record = Record {
+                    id,
+                    from: login.name.clone(),
+                    body,
+                    kind: Kind::Message,
+                };
+                render(&self.templates, &record)
+                    .ok_or_else(|| AppError::Internal("cannot render the message".into()))
+            }
+        }
+    }
+
+    /// The follower's pause switch (for tests, and for maintenance).
+    pub fn pause(&self) -> FollowerPause {
+        self.pause.clone()
+    }
+}
+
+/// Holds this instance's follower still: while paused, the instance serves what it has
+/// and waits for the rest (posts still go to the log); on resume it reads on from where it
+/// stopped.
+#[derive(Clone)]
+pub struct FollowerPause(Arc<watch::Sender<bool>>);
+
+impl FollowerPause {
+    pub fn pause(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub fn resume(&self) {
+        self.0.send_replace(false);
+    }
+}
+
+/// The follower: every event of the log, rendered, into the hub, until the hub closes.
+async fn follow(
+    mut source: Box<dyn LogSource>,
+    hub: HubHandle,
+    templates: Arc<Templates>,
+    pause: FollowerPause,
+) {
+    // The follower holds the switch too, so the receiver always has a sender.
+    let mut paused = pause.0.subscribe();
+    loop {
+        if paused.wait_for(|paused| !paused).await.is_err() {
+            return;
+        }
+        let event = tokio::select! {
+            event = source.next() => event,
+            // A pause takes effect at once: the read in flight is dropped, and made again
+            // from the same place on resume.
+            _ = paused.wait_for(|paused| *paused) => continue,
+        };
+        let delivered = match event {
+            None => return,
+            Some(LogEvent::Appended(records)) => {
+                let entries = records
+                    .iter()
+                    .filter_map(|r| render(&templates, r))
+                    .collect();
+                hub.ingest(entries).await
+            }
+            Some(LogEvent::Restart(snapshot)) => {
+                hub.restart(render_snapshot(&templates, snapshot)).await
+            }
+        };
+        if delivered.is_err() {
+            return; // The hub is gone: the server has stopped.
+        }
+    }
+}
+
+/// A record as every client receives it: its `html` rendered, its JSON and frame encoded,
+/// once. `None` (logged) if the templates cannot render it.
+pub fn render(templates: &Templates, record: &Record) -> Option<Arc<Entry>> {
+    match templates.build_message(
+        record.id.clone(),
+        &record.from,
+        record.body.clone(),
+        record.kind,
+    ) {
+        Ok(message) => Some(Arc::new(Entry::new(message))),
+        Err(error) => {
+            tracing::error!(%error, id = %record.id, "cannot render an entry of the log");
+            None
+        }
+    }
+}
+
+fn render_snapshot(templates: &Templates, snapshot: Snapshot) -> LogStart {
+    LogStart {
+        epoch: snapshot.epoch,
+        floor: snapshot.floor,
+        entries: snapshot
+            .records
+            .iter()
+            .filter_map(|r| render(templates, r))
+            .collect(),
+    }
+}

@@ -1,0 +1,206 @@
+//! The room's log as a Redis stream: posts go in through one script (`append.lua`), and
+//! each instance follows the stream (see `stream`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_core::future::BoxFuture;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::streams::StreamId;
+use redis::{RedisError, Script};
+
+use super::stream::{Follower, Step, Stream};
+use super::{record, Shared};
+use crate::config::RoomSettings;
+use crate::domain::{Epoch, MessageId, Position};
+use crate::store::{Log, LogEvent, LogSource, Post, Snapshot, StoreError};
+
+/// How long a post keeps retrying a write whose outcome it does not know.
+const WRITE_DEADLINE: Duration = Duration::from_secs(1);
+/// The first pause between two attempts of a write (then twice, then four times that).
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// How long a posted message's id stays remembered for retries.
+const IDEMPOTENCY_TTL_SECS: u64 = 300;
+
+pub(super) struct RedisLog {
+    shared: Arc<Shared>,
+    writer: ConnectionManager,
+    append: Script,
+    rates: Rates,
+    /// Where the instance's hub starts: the follower reads on from here.
+    start: (Epoch, Position),
+}
+
+/// The posting budgets, as the script takes them.
+struct Rates {
+    burst: u32,
+    per_sec: f64,
+    address_burst: u32,
+    address_per_sec: f64,
+}
+
+impl RedisLog {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        writer: ConnectionManager,
+        room: &RoomSettings,
+        start: &Snapshot,
+    ) -> Self {
+        let last = start
+            .records
+            .last()
+            .map_or(start.floor, |r| r.id.position());
+        Self {
+            shared,
+            writer,
+            append: Script::new(include_str!("append.lua")),
+            rates: Rates {
+                burst: room.rate_burst,
+                per_sec: room.rate_per_sec,
+                address_burst: room.address_burst,
+                address_per_sec: room.address_per_sec,
+            },
+            start: (start.epoch.clone(), last),
+        }
+    }
+
+    /// The script, retried with the same idempotency key while its outcome is unknown.
+    async fn store(&self, post: Post<'_>) -> Result<MessageId, StoreError> {
+        let keys = &self.shared.keys;
+        let post_key = format!("{}:post:{}", keys.prefix, uuid::Uuid::new_v4().simple());
+        let rate_key = format!("{}:rate:{}", keys.prefix, post.login.as_str());
+        let address_key = format!("{}:arate:{}", keys.prefix, post.address);
+        let mut invocation = self.append.prepare_invoke();
+        invocation
+            .key(&keys.log)
+            .key(&keys.epoch)
+            .key(&post_key)
+            .key(&rate_key)
+            .key(&address_key)
+            .arg(IDEMPOTENCY_TTL_SECS)
+            .arg(self.shared.cache_size)
+            .arg(post.from.as_str())
+            .arg(post.body.as_str())
+            .arg(self.rates.burst)
+            .arg(self.rates.per_sec)
+            .arg(Epoch::random().as_str())
+            .arg(self.rates.address_burst)
+            .arg(self.rates.address_per_sec);
+        let deadline = Instant::now() + WRITE_DEADLINE;
+        let mut attempt = 0;
+        let reply: Vec<String> = loop {
+            let mut writer = self.writer.clone();
+            // Each attempt ends by the deadline: while Redis is away, a call can otherwise
+            // wait out the connection manager's whole reconnect schedule.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let error = match tokio::time::timeout(left, invocation.invoke_async(&mut writer)).await
+            {
+                Ok(Ok(reply)) => break reply,
+                Ok(Err(error)) => error.to_string(),
+                Err(_) => "no answer in time".to_owned(),
+            };
+            if Instant::now() + RETRY_FIRST >= deadline {
+                tracing::warn!(%error, "post refused: Redis unavailable");
+                return Err(StoreError::Unavailable);
+            }
+            // The same key on every attempt: a write that did land is found, not repeated.
+            tracing::debug!(%error, attempt, "post not stored yet; retrying");
+            tokio::time::sleep(RETRY_FIRST * (1 << attempt.min(2))).await;
+            attempt += 1;
+        };
+        match reply.as_slice() {
+            [status, ms] if status == "rate" => {
+                let ms = ms.parse().unwrap_or(1000);
+                Err(StoreError::RateLimited(Duration::from_millis(ms)))
+            }
+            [status, id] if status == "ok" => MessageId::parse(id)
+                .ok_or_else(|| StoreError::Internal(format!("bad id from Redis: {id}"))),
+            other => Err(StoreError::Internal(format!("bad reply: {other:?}"))),
+        }
+    }
+}
+
+impl Log for RedisLog {
+    fn append<'a>(&'a self, post: Post<'a>) -> BoxFuture<'a, Result<MessageId, StoreError>> {
+        Box::pin(self.store(post))
+    }
+
+    fn follow(&self) -> Box<dyn LogSource> {
+        let (epoch, last) = self.start.clone();
+        let follower = LogFollower {
+            shared: self.shared.clone(),
+            epoch,
+            last,
+        };
+        let key = self.shared.keys.log.clone();
+        Box::new(Stream::new(self.shared.clone(), key, follower, true))
+    }
+}
+
+impl LogSource for Stream<LogFollower> {
+    fn next(&mut self) -> BoxFuture<'_, Option<LogEvent>> {
+        Box::pin(async move { Some(Stream::next(self).await) })
+    }
+}
+
+/// Where this instance stands in the log.
+pub(super) struct LogFollower {
+    shared: Arc<Shared>,
+    /// The epoch the instance holds.
+    epoch: Epoch,
+    /// The newest position it holds.
+    last: Position,
+}
+
+impl Follower for LogFollower {
+    type Event = LogEvent;
+
+    fn last(&self) -> String {
+        self.last.to_string()
+    }
+
+    /// If the log is another epoch now, or no longer holds where the instance stands (it
+    /// fell behind the trimming), the instance starts over from the log, and its clients
+    /// are told `reset`. Otherwise reading resumes where it stopped.
+    fn catch_up<'a>(
+        &'a mut self,
+        conn: &'a mut MultiplexedConnection,
+    ) -> BoxFuture<'a, Result<Option<LogEvent>, RedisError>> {
+        Box::pin(async move {
+            let log = self.shared.load_snapshot(conn).await?;
+            let oldest = log.records.first().map(|r| r.id.position());
+            let continues = log.epoch == self.epoch
+                && (log.floor <= self.last || oldest.is_none_or(|oldest| oldest <= self.last));
+            if continues {
+                // What the instance lacks comes through the reads, from `last` on.
+                return Ok(None);
+            }
+            tracing::warn!("the log in Redis is not the one this instance held; starting over");
+            self.epoch = log.epoch.clone();
+            self.last = log.records.last().map_or(log.floor, |r| r.id.position());
+            Ok(Some(LogEvent::Restart(log)))
+        })
+    }
+
+    fn read(&mut self, entries: &[StreamId]) -> Step<LogEvent> {
+        let mut records = Vec::with_capacity(entries.len());
+        for stored in entries {
+            if let Some(record) = record(stored) {
+                if *record.id.epoch() != self.epoch {
+                    // Redis lost the log and a new epoch began: start over from it.
+                    return Step::CatchUp;
+                }
+                records.push(record);
+            }
+            // Past every entry read, ours or not, so a foreign one is not read forever.
+            if let Some(position) = Position::parse(&stored.id) {
+                self.last = position;
+            }
+        }
+        if records.is_empty() {
+            Step::Nothing
+        } else {
+            Step::Yield(LogEvent::Appended(records))
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The backend shared by every instance on one Redis.
+//!
+//! Keys, under `store.key_prefix` (`P`):
+//! - `P:log`, a stream: one entry per message or notice (`e` epoch, `k` kind for notices,
+//!   `from`, `body`), trimmed with `MAXLEN ~ room.cache_size` (which keeps at least that
+//!   many). Its entry ids are the positions of the room's message ids.
+//! - `P:epoch`: a random value made with the log. If Redis loses its data the next write
+//!   makes a new one, and every instance sees entries carry it: clients get `reset`.
+//! - `P:post:{uuid}`: the id a post was stored under, kept 5 minutes, so a write retried
+//!   after its answer was lost is not stored twice.
+//! - `P:rate:{login}` and `P:arate:{address}`: the token buckets of a login and of a client
+//!   address, one budget across instances.
+//! - `P:online` (login → expiry, a sorted set) and `P:who` (login → since and name):
+//!   presence (see `presence`).
+//! - `P:revoked` (login → until, a sorted set) and `P:revocations` (a short stream
+//!   announcing each): logouts (see `logouts`).
+//!
+//! Posts and presence each change Redis in one script, so each is one round trip and
+//! atomic. Every instance follows the log with one blocking `XREAD` on a connection of its
+//! own (see `stream`) and fans out locally: the work in Redis grows with instances, not
+//! clients.
+
+mod log;
+mod logouts;
+mod presence;
+mod stream;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::streams::{StreamId, StreamRangeReply};
+use redis::{AsyncCommands, AsyncConnectionConfig, Client, RedisError};
+
+use super::{Backend, PresenceSettings, Record, Snapshot};
+use crate::config::Settings;
+use crate::domain::{Epoch, Kind, MessageBody, MessageId, Position, UserName};
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreStartError {
+    #[error("store.redis_url {url:?}: {source}")]
+    Url { url: String, source: RedisError },
+    #[error("store.redis_tls_ca_file {path:?}: {source}")]
+    CaFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot reach Redis at store.redis_url {url:?}: {source}")]
+    Connect { url: String, source: RedisError },
+}
+
+/// The keys of one room.
+struct Keys {
+    log: String,
+    epoch: String,
+    online: String,
+    who: String,
+    revoked: String,
+    revocations: String,
+    prefix: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        Self {
+            log: format!("{prefix}:log"),
+            epoch: format!("{prefix}:epoch"),
+            online: format!("{prefix}:online"),
+            who: format!("{prefix}:who"),
+            revoked: format!("{prefix}:revoked"),
+            revocations: format!("{prefix}:revocations"),
+            prefix: prefix.to_owned(),
+        }
+    }
+}
+
+/// What the log, presence and logouts of one room share.
+struct Shared {
+    client: Client,
+    keys: Keys,
+    /// Entries the log keeps (`room.cache_size`).
+    cache_size: usize,
+    metrics: Arc<Metrics>,
+}
+
+/// Connects, loads the log's newest entries and the ended logins; refuses to start
+/// without Redis.
+pub(super) async fn open(
+    settings: &Settings,
+    presence: Option<&PresenceSettings>,
+    metrics: Arc<Metrics>,
+) -> Result<Backend, StoreStartError> {
+    let url = settings.store.redis_url.clone();
+    let client = client(&url, settings.store.redis_tls_ca_file.as_deref())?;
+    let connect = |source| StoreStartError::Connect {
+        url: url.clone(),
+        source,
+    };
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(1)))
+        .set_max_delay(Duration::from_secs(2));
+    // One multiplexed connection for every write: calls pipeline on it by themselves.
+    let writer = ConnectionManager::new_with_config(client.clone(), config)
+        .await
+        .map_err(connect)?;
+    let shared = Arc::new(Shared {
+        client,
+        keys: Keys::new(&settings.store.key_prefix),
+        cache_size: settings.room.cache_size,
+        metrics,
+    });
+    let mut conn = shared.reader_connection().await.map_err(connect)?;
+    let start = shared.load_snapshot(&mut conn).await.map_err(connect)?;
+    let (ended, _) = logouts::load(&shared, &mut conn).await.map_err(connect)?;
+    shared.metrics.store_up.store(1, Relaxed);
+    tracing::info!(
+        entries = start.records.len(),
+        ended_logins = ended.len(),
+        "history and ended logins loaded from Redis"
+    );
+    let log = log::RedisLog::new(shared.clone(), writer.clone(), &settings.room, &start);
+    let presence = presence.map(|settings| {
+        Box::new(presence::RedisPresence::new(
+            shared.clone(),
+            writer.clone(),
+            settings.clone(),
+        )) as Box<dyn super::PresenceRegistry>
+    });
+    Ok(Backend {
+        log: Arc::new(log),
+        start,
+        presence,
+        logouts: Arc::new(logouts::RedisLogouts::new(shared, writer)),
+        ended,
+    })
+}
+
+/// A client for `url`; for `rediss://` with `ca_file`, checking the server against it.
+fn client(url: &str, ca_file: Option<&std::path::Path>) -> Result<Client, StoreStartError> {
+    let bad_url = |source| StoreStartError::Url {
+        url: url.to_owned(),
+        source,
+    };
+    match ca_file {
+        Some(path) => {
+            let root_cert = std::fs::read(path).map_err(|source| StoreStartError::CaFile {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            };
+            Client::build_with_tls(url, certificates).map_err(bad_url)
+        }
+        None => Client::open(url).map_err(bad_url),
+    }
+}
+
+impl Shared {
+    /// A connection of its own for blocking reads, with a response timeout longer than the
+    /// block (the client's default would cut every read short).
+    async fn reader_connection(&self) -> Result<MultiplexedConnection, RedisError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(stream::reader_response_timeout()));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    /// The log's epoch (made now if there is none) and its newest records.
+    async fn load_snapshot(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<Snapshot, RedisError> {
+        let keys = &self.keys;
+        let _: () = redis::cmd("SET")
+            .arg(&keys.epoch)
+            .arg(Epoch::random().as_str())
+            .arg("NX")
+            .query_async(conn)
+            .await?;
+        let raw: String = conn.get(&keys.epoch).await?;
+        let epoch = Epoch::parse(&raw).unwrap_or_else(|| {
+            tracing::warn!("the epoch in Redis is malformed; starting a new one");
+            Epoch::random()
+        });
+        let newest: StreamRangeReply = conn
+            .xrevrange_count(&keys.log, "+", "-", self.cache_size)
+            .await?;
+        let length: usize = conn.xlen(&keys.log).await?;
+        let mut records: Vec<Record> = newest
+            .ids
+            .iter()
+            .rev()
+            .filter_map(record)
+            .filter(|record| *record.id.epoch() == epoch)
+            .collect();
+        records.dedup_by_key(|r| r.id.position());
+        // Trimming keeps at least `cache_size` entries, so a shorter stream was never
+        // trimmed: it holds the whole epoch. Otherwise the log is complete after the
+        // oldest entry loaded.
+        let floor = match records.first() {
+            Some(first) if length >= self.cache_size => first.id.position(),
+            _ => Position::ORIGIN,
+        };
+        Ok(Snapshot {
+            epoch,
+            floor,
+            records,
+        })
+    }
+}
+
+/// A stream entry of the log as a record; `None` if it is not one of ours.
+fn record(stored: &StreamId) -> Option<Record> {
+    let epoch = Epoch::parse(&stored.get::<String>("e")?)?;
+    let position = Position::parse(&stored.id)?;
+    let from = UserName::parse(&stored.get::<String>("from")?).ok()?;
+    let body = MessageBody::parse(&stored.get::<String>("body")?, usize::MAX).ok()?;
+    // Posts carry no `k`; notices say which they are.
+    let kind = match stored.get::<String>("k") {
+        Some(kind) => Kind::parse(&kind)?,
+        None => Kind::Message,
+    };
+    Some(Record {
+        id: MessageId::new(&epoch, position),
+        from,
+        body,
+        kind,
+    })
+}
