@@ -429,6 +429,12 @@ impl Settings {
                 ));
             }
             if let Some(ca) = &self.store.redis_tls_ca_file {
+                if !url.starts_with("rediss://") {
+                    return Err(ConfigError::bad(
+                        "store.redis_tls_ca_file",
+                        "is for TLS: store.redis_url must then be a rediss:// URL",
+                    ));
+                }
                 if !ca.is_file() {
                     return Err(ConfigError::bad(
                         "store.redis_tls_ca_file",
@@ -803,9 +809,15 @@ mod tests {
         let err = load_env(&bad_url).unwrap_err();
         assert!(err.to_string().contains("store.redis_url"), "{err}");
         let mut no_ca = with_secret.to_vec();
+        no_ca.push(("CHATDEMO_STORE__REDIS_URL", "rediss://127.0.0.1:6380/0"));
         no_ca.push(("CHATDEMO_STORE__REDIS_TLS_CA_FILE", "/no/such/ca.pem"));
         let err = load_env(&no_ca).unwrap_err();
         assert!(err.to_string().contains("store.redis_tls_ca_file"), "{err}");
+        let here = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
+        let mut plain = with_secret.to_vec();
+        plain.push(("CHATDEMO_STORE__REDIS_TLS_CA_FILE", here));
+        let err = load_env(&plain).unwrap_err();
+        assert!(err.to_string().contains("rediss://"), "{err}");
     }
 
     #[test]

@@ -207,7 +207,11 @@ async fn a_killed_instance_loses_no_acknowledged_message_for_any_client() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Relaxed);
     for (i, (task, got)) in clients.into_iter().enumerate() {
-        let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+        // A client's own checks (no `reset` ever) fail the test here, not silently.
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap_or_else(|_| panic!("client {i} stops when told"))
+            .unwrap_or_else(|e| panic!("client {i} failed: {e}"));
         check(&got.lock().unwrap(), &acked).unwrap_or_else(|e| panic!("client {i}: {e}"));
     }
     // The clients really were spread over both instances before the kill.

@@ -21,6 +21,7 @@ mod posting;
 mod presence;
 mod process;
 mod redis_server;
+mod redis_tls;
 mod scale_out;
 mod socket;
 mod xsrf;

@@ -15,18 +15,7 @@ pub struct RedisServer {
 impl RedisServer {
     /// A fresh server, or `None` (after saying so) when `redis-server` is not installed.
     pub async fn start(test: &str) -> Option<Self> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(
-                std::env::var("REDIS_TESTS").as_deref() != Ok("required"),
-                "REDIS_TESTS=required is set but redis-server is missing"
-            );
-            eprintln!(
-                "skipped {test}: redis-server is not installed (apt-get install redis-server)"
-            );
+        if !redis_server_installed(test) {
             return None;
         }
         let mut server = Self {
@@ -103,6 +92,24 @@ impl RedisServer {
             let _ = child.wait();
         }
     }
+}
+
+/// Whether `redis-server` is installed; if not, says that `test` was skipped (or fails,
+/// with `REDIS_TESTS=required`).
+pub fn redis_server_installed(test: &str) -> bool {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        return true;
+    }
+    assert!(
+        std::env::var("REDIS_TESTS").as_deref() != Ok("required"),
+        "REDIS_TESTS=required is set but redis-server is missing"
+    );
+    eprintln!("skipped {test}: redis-server is not installed (apt-get install redis-server)");
+    false
 }
 
 impl Drop for RedisServer {
