@@ -138,3 +138,35 @@ async fn many_fresh_logins_from_one_address_share_one_posting_budget() {
     let page = watcher.page().await;
     assert!(page.contains(&before.id), "the flood replaced the cache");
 }
+
+#[tokio::test]
+async fn past_the_connection_limit_requests_get_503_with_retry_after() {
+    let app = TestApp::spawn_with(|s| s.server.max_connections = 3).await;
+    let user = app.login(None).await;
+    let held: Vec<_> = (0..3)
+        .map(|_| {
+            let user = user.at(&app.address);
+            tokio::spawn(async move { user.poll(None).await.status() })
+        })
+        .collect();
+    // Once the three polls are held, the next request is refused (even `/metrics`).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let refused = loop {
+        let response = app.anonymous().get("/healthz").await;
+        if response.status() == 503 {
+            break response;
+        }
+        assert!(std::time::Instant::now() < deadline, "never refused");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(refused.headers()["retry-after"], "5");
+    for poll in held {
+        poll.abort();
+    }
+    // The refusal was the limit's: with the polls gone, the same request is served.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while app.anonymous().get("/healthz").await.status() != 200 {
+        assert!(std::time::Instant::now() < deadline, "served again");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

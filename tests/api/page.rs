@@ -48,6 +48,7 @@ async fn pages_carry_security_headers() {
     assert!(!csp.contains("unsafe-inline"));
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     assert_eq!(response.headers()["x-frame-options"], "DENY");
+    assert_eq!(response.headers()["referrer-policy"], "same-origin");
     let logout = user.get("/auth/logout").await;
     assert!(logout.headers()["content-security-policy"]
         .to_str()
@@ -57,6 +58,68 @@ async fn pages_carry_security_headers() {
     let other = app.login(None).await;
     let posted = other.say("hi").await;
     assert_eq!(posted.headers()["x-content-type-options"], "nosniff");
+}
+
+#[tokio::test]
+async fn pages_json_answers_and_errors_are_never_cached() {
+    let app = TestApp::spawn().await;
+    let user = app.login(None).await;
+    let said = user.say("hi").await;
+    let cursor = said.json::<crate::helpers::Msg>().await.unwrap().id;
+    let login = app.anonymous().get("/auth/login").await;
+    let answers = [
+        ("page", user.get("/").await),
+        ("post", user.say("again").await),
+        ("poll", user.poll(Some("not-a-cursor")).await),
+        ("presence", user.get("/a/presence").await),
+        ("login", login),
+        ("bad post (400)", user.say("").await),
+        (
+            "no token (403)",
+            user.post_form("/a/message/new", &[("body", "x")]).await,
+        ),
+        ("logout", user.get("/auth/logout").await),
+    ];
+    for (what, response) in answers {
+        assert_eq!(
+            response
+                .headers()
+                .get("cache-control")
+                .map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "{what}: {}",
+            response.status()
+        );
+    }
+    assert!(!cursor.is_empty());
+}
+
+#[tokio::test]
+async fn cookies_are_secure_only_when_configured() {
+    let set_cookies = |response: &reqwest::Response| -> Vec<String> {
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+    for secure in [false, true] {
+        let app = TestApp::spawn_with(|s| s.security.cookie_secure = secure).await;
+        let response = app.anonymous().get("/auth/login").await;
+        let cookies = set_cookies(&response);
+        for name in ["user=", "_xsrf="] {
+            let cookie = cookies
+                .iter()
+                .find(|c| c.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in {cookies:?}"));
+            assert_eq!(
+                cookie.split("; ").any(|a| a.eq_ignore_ascii_case("secure")),
+                secure,
+                "cookie_secure = {secure}: {cookie}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
@@ -85,6 +148,30 @@ async fn static_files_are_served_with_cache_headers() {
         );
         assert!(response.headers().contains_key("etag"), "{path}");
     }
+    // HEAD: the same headers, no body.
+    let head = user
+        .client
+        .head(app.url("/static/chat.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.headers().contains_key("etag"));
+    let length: usize = head.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        length,
+        user.get("/static/chat.js")
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .len()
+    );
+    assert!(head.bytes().await.unwrap().is_empty());
     assert_eq!(user.get("/static/nothing.js").await.status(), 404);
     assert_eq!(user.get("/static/../Cargo.toml").await.status(), 404);
 }

@@ -150,6 +150,64 @@ async fn a_cursor_from_another_instance_waits_while_this_one_is_behind() {
     assert_eq!(ids, [second.id, third.id], "after `first`: both, in order");
 }
 
+#[tokio::test]
+async fn a_socket_with_a_cursor_ahead_of_its_instance_waits_for_it_at_most_10_s() {
+    let Some(redis) = RedisServer::start("a_socket_with_a_cursor_ahead").await else {
+        return;
+    };
+    let (a, b) = (
+        instance(&redis, "socket-behind").await,
+        instance(&redis, "socket-behind").await,
+    );
+    let user = a.login(None).await;
+    let on_b = user.at(&b.address);
+    let first = user.say_ok("first").await;
+    wait_until_page_has(&on_b, &first.id).await;
+
+    let pause = b.follower_pause.clone();
+    pause.pause();
+    let second = user.say_ok("second").await;
+    // The upgrade on B with A's newest id waits for B to read that far ...
+    let upgrade = {
+        let on_b = on_b.at(&b.address);
+        let cursor = second.id.clone();
+        tokio::spawn(async move { on_b.socket(Some(&cursor)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!upgrade.is_finished(), "a cursor ahead of B waits");
+    pause.resume();
+    let mut ws = tokio::time::timeout(Duration::from_secs(5), upgrade)
+        .await
+        .expect("opens once B has read as far")
+        .unwrap();
+    // ... and then replays nothing (it has `second`) and carries on from there.
+    let third = user.say_ok("third").await;
+    let batch = next_batch(&mut ws).await;
+    assert!(!batch.reset);
+    assert_eq!(
+        batch.messages,
+        [third.clone()],
+        "after `second`: `third` only"
+    );
+
+    // B never gets there: after 10 s the upgrade is refused (503), to be tried again.
+    pause.pause();
+    let fourth = user.say_ok("fourth").await;
+    let started = std::time::Instant::now();
+    let refused = on_b.socket_with(Some(&fourth.id), Some(&b.address)).await;
+    let waited = started.elapsed();
+    let status = match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        other => panic!("refused, not {other:?}"),
+    };
+    assert_eq!(status, 503);
+    assert!(
+        (Duration::from_secs(10)..Duration::from_millis(11_500)).contains(&waited),
+        "after the 10 s bound: {waited:?}"
+    );
+    pause.resume();
+}
+
 async fn wait_until_page_has(user: &TestUser, id: &str) {
     for _ in 0..100 {
         if page_message_ids(&user.page().await).iter().any(|m| m == id) {
