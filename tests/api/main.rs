@@ -13,6 +13,7 @@ mod faults;
 mod hostile;
 mod limits;
 mod login;
+mod lost_answer;
 mod modules;
 mod nginx;
 mod page;
