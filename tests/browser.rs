@@ -141,7 +141,12 @@ async fn remove_websocket(client: &Client) {
 
 /// Waits until `script` (a function body) returns a truthy value; returns it.
 async fn wait_for(client: &Client, script: &str, what: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    wait_for_within(client, script, what, Duration::from_secs(30)).await
+}
+
+/// `wait_for`, with another limit.
+async fn wait_for_within(client: &Client, script: &str, what: &str, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
     loop {
         let value = client.execute(script, vec![]).await.unwrap_or(Value::Null);
         let truthy = !matches!(&value, Value::Null | Value::Bool(false))
@@ -840,5 +845,120 @@ async fn the_inbox_keeps_the_last_thousand_and_follows_only_a_reader_at_the_bott
     let shown = reader.execute(state, vec![]).await.unwrap();
     assert_eq!(shown[2], json!(true), "the button goes to the bottom");
     assert_eq!(shown[3], json!(true), "and hides");
+    reader.close().await.unwrap();
+}
+
+/// A proxy in front of the server that refuses every WebSocket upgrade with 503 while
+/// `refusing` is set, and passes everything else (each connection's bytes, both ways).
+/// Counts the upgrades it refused and let through.
+struct UpgradeGate {
+    url: String,
+    refusing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    passed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl UpgradeGate {
+    async fn start(upstream: u16) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let gate = Self {
+            url: format!("http://127.0.0.1:{port}"),
+            refusing: std::sync::Arc::new(true.into()),
+            refused: std::sync::Arc::default(),
+            passed: std::sync::Arc::default(),
+        };
+        let (refusing, refused, passed) = (
+            gate.refusing.clone(),
+            gate.refused.clone(),
+            gate.passed.clone(),
+        );
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let (refusing, refused, passed) =
+                    (refusing.clone(), refused.clone(), passed.clone());
+                tokio::spawn(async move {
+                    // The first request's head decides (browsers open a connection of its
+                    // own for each WebSocket).
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match client.read(&mut byte).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&byte[..n]),
+                        }
+                    }
+                    let upgrade = String::from_utf8_lossy(&head)
+                        .to_ascii_lowercase()
+                        .contains("upgrade: websocket");
+                    if upgrade && refusing.load(Relaxed) {
+                        refused.fetch_add(1, Relaxed);
+                        let _ = client
+                            .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                            .await;
+                        return;
+                    }
+                    if upgrade {
+                        passed.fetch_add(1, Relaxed);
+                    }
+                    let Ok(mut server) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    if server.write_all(&head).await.is_ok() {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        gate
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_three_failed_sockets_the_page_long_polls_and_upgrades_again_later() {
+    use std::sync::atomic::Ordering::Relaxed;
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn().await;
+    let gate = UpgradeGate::start(app.port).await;
+    let writer = app.login(Some("Writer")).await;
+    let reader = browser(&driver, "reader", true).await;
+    reader
+        .goto(&format!("{}/auth/login?name=Reader", gate.url))
+        .await
+        .unwrap();
+    // Three refused sockets in a row, then long polling, which works.
+    wait_for_transport(&reader, "longpoll", "the reader").await;
+    assert_eq!(gate.refused.load(Relaxed), 3, "it gave up after three");
+    writer.say_ok("while polling").await;
+    wait_for_message(&reader, "while polling", "the reader").await;
+    // Upgrades work again: within a minute (and a bit) the page is back on a socket, and
+    // the room comes through it, nothing lost or doubled in the switch.
+    gate.refusing.store(false, Relaxed);
+    let switched = Instant::now();
+    wait_for_within(
+        &reader,
+        "var s = document.getElementById('status'); \
+         return s.getAttribute('data-transport') === 'websocket' \
+             && s.getAttribute('data-state') === 'connected';",
+        "the reader back on a socket",
+        Duration::from_secs(75),
+    )
+    .await;
+    eprintln!(
+        "upgraded again {:?} after sockets worked",
+        switched.elapsed()
+    );
+    assert_eq!(gate.refused.load(Relaxed), 3, "no more tries while polling");
+    assert!(gate.passed.load(Relaxed) >= 1);
+    writer.say_ok("over the socket again").await;
+    wait_for_message(&reader, "over the socket again", "the reader").await;
+    assert_eq!(count(&reader, "while polling").await, 1);
     reader.close().await.unwrap();
 }
