@@ -253,9 +253,13 @@ mod tests {
             leave_grace: GRACE,
             poll_window: POLL_WINDOW,
         };
-        let backend = crate::store::open(&crate::Settings::defaults(), &settings, metrics.clone())
-            .await
-            .unwrap();
+        let backend = crate::store::open(
+            &crate::config::Settings::defaults(),
+            &settings,
+            metrics.clone(),
+        )
+        .await
+        .unwrap();
         let size = RoomSize {
             cache_size: 200,
             socket_backlog: 16,

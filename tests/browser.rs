@@ -277,6 +277,7 @@ async fn type_and_send(client: &Client, text: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
 async fn two_users_on_two_transports_chat_and_survive_a_restart() {
     if !browser_available() {
         return;
@@ -351,6 +352,7 @@ async fn two_users_on_two_transports_chat_and_survive_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
 async fn the_form_posts_with_javascript_disabled() {
     if !browser_available() {
         return;
@@ -390,6 +392,7 @@ async fn the_form_posts_with_javascript_disabled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium, chromedriver, redis-server and nginx; run with --include-ignored"]
 async fn two_users_chat_through_nginx_over_two_instances_without_sticky_sessions() {
     if !browser_available() || !Nginx::available() {
         return;
@@ -454,6 +457,7 @@ async fn two_users_chat_through_nginx_over_two_instances_without_sticky_sessions
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
 async fn times_show_in_the_readers_time_zone() {
     if !browser_available() {
         return;
@@ -504,6 +508,7 @@ async fn times_show_in_the_readers_time_zone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
 async fn a_reader_sees_who_joins_and_leaves_without_reloading() {
     if !browser_available() {
         return;
@@ -564,6 +569,7 @@ async fn a_reader_sees_who_joins_and_leaves_without_reloading() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
 async fn on_a_narrow_screen_the_list_folds_behind_the_count() {
     if !browser_available() {
         return;
@@ -594,6 +600,7 @@ const DEAD_END: &str = "var s = document.getElementById('status'); \
         && document.querySelector('#messageform input[type=submit]').disabled;";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
 async fn a_logout_elsewhere_is_a_dead_end_on_both_transports_not_a_retry_loop() {
     if !browser_available() {
         return;
@@ -640,6 +647,7 @@ async fn a_logout_elsewhere_is_a_dead_end_on_both_transports_not_a_retry_loop() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
 async fn close_codes_decide_between_a_dead_end_at_once_and_a_backoff() {
     if !browser_available() {
         return;
@@ -679,6 +687,7 @@ async fn close_codes_decide_between_a_dead_end_at_once_and_a_backoff() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
 async fn the_cursor_is_the_scripts_own_not_read_back_from_the_page() {
     if !browser_available() {
         return;
@@ -727,6 +736,7 @@ async fn the_cursor_is_the_scripts_own_not_read_back_from_the_page() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
 async fn a_refused_socket_post_keeps_its_text_and_an_accepted_one_clears_it() {
     if !browser_available() {
         return;
@@ -790,6 +800,7 @@ async fn a_refused_socket_post_keeps_its_text_and_an_accepted_one_clears_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
 async fn the_inbox_keeps_the_last_thousand_and_follows_only_a_reader_at_the_bottom() {
     if !browser_available() {
         return;
@@ -919,6 +930,7 @@ impl UpgradeGate {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
 async fn after_three_failed_sockets_the_page_long_polls_and_upgrades_again_later() {
     use std::sync::atomic::Ordering::Relaxed;
     if !browser_available() {

@@ -64,6 +64,7 @@ fn socket_in(dir: &Path) -> PathBuf {
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
 async fn a_post_whose_answer_was_lost_is_stored_once_and_acknowledged() {
     let Some(redis) = RedisServer::start("a_post_whose_answer_was_lost").await else {
         return;

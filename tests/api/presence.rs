@@ -235,6 +235,7 @@ async fn instance(redis: &RedisServer) -> TestApp {
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
 async fn across_instances_a_login_joins_once_and_leaves_once() {
     let Some(redis) = RedisServer::start("across_instances_a_login_joins_once").await else {
         return;
@@ -273,6 +274,7 @@ async fn across_instances_a_login_joins_once_and_leaves_once() {
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
 async fn the_logins_of_a_killed_instance_leave_unless_connected_elsewhere() {
     let Some(redis) = RedisServer::start("the_logins_of_a_killed_instance_leave").await else {
         return;

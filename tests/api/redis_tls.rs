@@ -106,6 +106,7 @@ async fn instance(url: String, ca_file: String) -> TestApp {
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
 async fn two_instances_are_one_room_over_tls_with_a_password() {
     if !redis_server_installed("two_instances_are_one_room_over_tls_with_a_password") {
         return;
@@ -129,6 +130,7 @@ async fn two_instances_are_one_room_over_tls_with_a_password() {
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
 async fn a_server_the_ca_file_did_not_sign_or_a_wrong_password_stops_the_start() {
     if !redis_server_installed(
         "a_server_the_ca_file_did_not_sign_or_a_wrong_password_stops_the_start",

@@ -35,6 +35,7 @@ async fn instance_with(
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
 async fn two_instances_are_one_room_with_one_order() {
     let Some(redis) = RedisServer::start("two_instances_are_one_room_with_one_order").await else {
         return;
@@ -95,6 +96,7 @@ async fn two_instances_are_one_room_with_one_order() {
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
 async fn a_cursor_from_another_instance_waits_while_this_one_is_behind() {
     let Some(redis) = RedisServer::start("a_cursor_from_another_instance_waits").await else {
         return;
@@ -151,6 +153,7 @@ async fn a_cursor_from_another_instance_waits_while_this_one_is_behind() {
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
 async fn a_socket_with_a_cursor_ahead_of_its_instance_waits_for_it_at_most_10_s() {
     let Some(redis) = RedisServer::start("a_socket_with_a_cursor_ahead").await else {
         return;
@@ -219,6 +222,7 @@ async fn wait_until_page_has(user: &TestUser, id: &str) {
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
 async fn the_history_outlives_every_instance() {
     let Some(redis) = RedisServer::start("the_history_outlives_every_instance").await else {
         return;
@@ -256,6 +260,7 @@ async fn the_history_outlives_every_instance() {
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
 async fn a_redis_crash_loses_no_acknowledged_message_and_duplicates_none() {
     let Some(mut redis) = RedisServer::start("a_redis_crash").await else {
         return;
@@ -407,6 +412,7 @@ async fn wait_for_health(app: &TestApp, want: u16) {
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
 async fn a_redis_that_lost_its_data_resets_clients() {
     let Some(redis) = RedisServer::start("a_redis_that_lost_its_data_resets_clients").await else {
         return;
@@ -442,6 +448,7 @@ async fn a_redis_that_lost_its_data_resets_clients() {
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
 async fn one_login_has_one_rate_budget_across_instances() {
     let Some(redis) = RedisServer::start("one_login_has_one_rate_budget").await else {
         return;
@@ -467,6 +474,7 @@ async fn one_login_has_one_rate_budget_across_instances() {
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
 async fn one_address_has_one_posting_budget_across_instances_and_logins() {
     let Some(redis) = RedisServer::start("one_address_has_one_budget").await else {
         return;
@@ -489,6 +497,7 @@ async fn one_address_has_one_posting_budget_across_instances_and_logins() {
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
 async fn an_outage_is_logged_once_however_many_retries_it_takes() {
     let Some(mut redis) = RedisServer::start("an_outage_is_logged_once").await else {
         return;
@@ -537,6 +546,7 @@ async fn an_outage_is_logged_once_however_many_retries_it_takes() {
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
 async fn logout_on_one_instance_ends_the_login_on_all_and_after_restarts() {
     let Some(redis) = RedisServer::start("logout_ends_the_login_everywhere").await else {
         return;
