@@ -37,14 +37,11 @@ async fn proxy(listener: UnixListener, upstream: PathBuf, armed: Arc<AtomicBool>
                 let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
             });
             let mut buffer = vec![0u8; 64 * 1024];
-            loop {
-                let Ok(n) = server_read.read(&mut buffer).await else {
-                    break;
-                };
-                let chunk = &buffer[..n];
+            while let Ok(n) = server_read.read(&mut buffer).await {
                 if n == 0 {
                     break;
                 }
+                let chunk = &buffer[..n];
                 let is_post_answer = chunk.windows(POST_ANSWER.len()).any(|w| w == POST_ANSWER);
                 if is_post_answer && armed.swap(false, Relaxed) {
                     // The write happened; its answer is lost with the connection.
