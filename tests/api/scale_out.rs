@@ -189,7 +189,7 @@ async fn a_socket_with_a_cursor_ahead_of_its_instance_waits_for_it_at_most_10_s(
     assert!(!batch.reset);
     assert_eq!(
         batch.messages,
-        [third.clone()],
+        std::slice::from_ref(&third),
         "after `second`: `third` only"
     );
 
