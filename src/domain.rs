@@ -50,13 +50,6 @@ impl UserName {
     }
 }
 
-impl TryFrom<String> for UserName {
-    type Error = InputError;
-    fn try_from(raw: String) -> Result<Self, InputError> {
-        Self::parse(&raw)
-    }
-}
-
 /// A message text after clean-up: CRLF and lone CR become LF, other C0 controls except
 /// tab and LF become spaces, surrounding white space is trimmed; 1..=max characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,13 +263,6 @@ impl LocalPath {
     }
 }
 
-impl TryFrom<String> for LocalPath {
-    type Error = InputError;
-    fn try_from(raw: String) -> Result<Self, InputError> {
-        Self::parse(&raw)
-    }
-}
-
 /// When the room accepted an entry: milliseconds since the Unix epoch, UTC. It is the
 /// millisecond part of the entry's position, so it comes from the store (Redis's clock
 /// with Redis) and every instance shows the same time, never decreasing in room order.
@@ -427,6 +413,19 @@ macro_rules! plain_string {
     )*};
 }
 plain_string!(UserName, MessageId);
+
+// Form and query fields become these through their own parsers.
+macro_rules! parsed_from_string {
+    ($($name:ty),*) => {$(
+        impl TryFrom<String> for $name {
+            type Error = InputError;
+            fn try_from(raw: String) -> Result<Self, InputError> {
+                Self::parse(&raw)
+            }
+        }
+    )*};
+}
+parsed_from_string!(UserName, LocalPath);
 
 impl Serialize for MessageBody {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -292,6 +292,24 @@ mod tests {
                 .collect()
         }
 
+        /// `times` connections of `login` one after another, each held for `held`, with
+        /// `away` between them.
+        async fn come_and_go(
+            &self,
+            login: &Rc<Login>,
+            via: Via,
+            held: Duration,
+            away: Duration,
+            times: usize,
+        ) {
+            for _ in 0..times {
+                let connection = self.presence.connect(login, via);
+                wait(held).await;
+                drop(connection);
+                wait(away).await;
+            }
+        }
+
         async fn online(&self) -> Vec<String> {
             let who = self.presence.who().await.unwrap();
             assert_eq!(who.count, who.users.len());
@@ -343,12 +361,8 @@ mod tests {
     async fn a_poll_only_user_stays_online_between_polls() {
         let room = room().await;
         let pat = login("Pat");
-        for _ in 0..30 {
-            let poll = room.presence.connect(&pat, Via::Poll);
-            wait(Duration::from_secs(2)).await;
-            drop(poll);
-            wait(Duration::from_millis(50)).await;
-        }
+        let (held, between) = (Duration::from_secs(2), Duration::from_millis(50));
+        room.come_and_go(&pat, Via::Poll, held, between, 30).await;
         assert_eq!(room.notices().await, ["join Pat"]);
         // Gone: online for the poll window, then the grace.
         wait(POLL_WINDOW + GRACE - Duration::from_secs(2)).await;
@@ -361,12 +375,8 @@ mod tests {
     async fn a_flapping_login_makes_at_most_one_pair_per_grace() {
         let room = room().await;
         let flip = login("Flip");
-        for _ in 0..40 {
-            let socket = room.presence.connect(&flip, Via::Socket);
-            wait(Duration::from_millis(500)).await;
-            drop(socket);
-            wait(Duration::from_secs(2)).await;
-        }
+        let (held, away) = (Duration::from_millis(500), Duration::from_secs(2));
+        room.come_and_go(&flip, Via::Socket, held, away, 40).await;
         assert_eq!(
             room.notices().await,
             ["join Flip"],

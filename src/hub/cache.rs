@@ -178,7 +178,7 @@ mod tests {
         cache
     }
 
-    fn seqs(since: Since) -> (Vec<u64>, bool) {
+    pub(super) fn seqs(since: Since) -> (Vec<u64>, bool) {
         match since {
             Since::Wait | Since::Ahead => (vec![], false),
             Since::Messages { entries, reset } => (
@@ -326,18 +326,13 @@ mod properties {
     }
 
     fn observe(since: Since) -> (Vec<u64>, bool, &'static str) {
-        match since {
-            Since::Wait => (vec![], false, "wait"),
-            Since::Ahead => (vec![], false, "ahead"),
-            Since::Messages { entries, reset } => (
-                entries
-                    .iter()
-                    .map(|e| e.message.id.position().seq)
-                    .collect(),
-                reset,
-                "messages",
-            ),
-        }
+        let kind = match &since {
+            Since::Wait => "wait",
+            Since::Ahead => "ahead",
+            Since::Messages { .. } => "messages",
+        };
+        let (seqs, reset) = super::tests::seqs(since);
+        (seqs, reset, kind)
     }
 
     proptest! {
