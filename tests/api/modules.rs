@@ -1,6 +1,8 @@
-//! The crate's modules form no cycle: each top-level module of `src/` (a file, or a folder
-//! with its children) may use only modules below it. Read from the source's `crate::` paths,
-//! so a new upward import fails here, in `cargo test`, before anyone has to untangle it.
+//! The crate's modules are layered as `docs/ARCHITECTURE.md` draws them: each top-level
+//! module of `src/` (a file, or a folder with its children) uses only modules listed above it,
+//! and exactly those its row names. Read from the source's `crate::` paths (test code
+//! aside), so a new upward import, or a table that no longer says what the code does, fails
+//! here, in `cargo test`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -34,10 +36,16 @@ fn crate_graph() -> Graph {
     graph
 }
 
-/// The first segment of every `crate::` path outside comments, `crate::{a, b::c}` included.
+/// The first segment of every `crate::` path outside comments, `crate::{a, b::c}` included,
+/// up to the file's unit tests (a `#[cfg(test)]` line).
 fn crate_references(text: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     for line in text.lines() {
+        if line.trim_start().starts_with("#[cfg(test)]")
+            || line.trim_start().starts_with("#[cfg(all(test")
+        {
+            break;
+        }
         let code = line.split("//").next().unwrap_or("");
         let mut rest = code;
         while let Some(at) = rest.find("crate::") {
@@ -94,6 +102,53 @@ fn find_cycle(graph: &Graph) -> Option<Vec<String>> {
     graph
         .keys()
         .find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
+}
+
+/// The table of `docs/ARCHITECTURE.md`'s "The modules, bottom up": each module and what its
+/// row says it uses, in the table's order.
+fn documented_layers() -> Vec<(String, BTreeSet<String>)> {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ARCHITECTURE.md"),
+    )
+    .unwrap();
+    let section = doc
+        .split("## The modules, bottom up")
+        .nth(1)
+        .expect("the section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let names = |cell: &str| -> BTreeSet<String> {
+        cell.split(',')
+            .map(|n| n.trim().trim_matches('`').to_owned())
+            .filter(|n| !n.is_empty())
+            .collect()
+    };
+    section
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.strip_prefix("| `")?.split(" | ").collect();
+            let module = cells[0].strip_suffix('`')?.to_owned();
+            let uses = cells.get(2).map_or("", |c| c.trim_end_matches('|').trim());
+            Some((module, names(uses)))
+        })
+        .collect()
+}
+
+#[test]
+fn the_modules_are_layered_as_the_architecture_documents_them() {
+    let graph = crate_graph();
+    let layers = documented_layers();
+    let documented: BTreeSet<&String> = layers.iter().map(|(m, _)| m).collect();
+    let actual: BTreeSet<&String> = graph.keys().collect();
+    assert_eq!(documented, actual, "the table lists exactly the modules of src/");
+    for (at, (module, uses)) in layers.iter().enumerate() {
+        assert_eq!(&graph[module], uses, "what `{module}` uses, in the table");
+        for used in uses {
+            let below = layers[..at].iter().any(|(m, _)| m == used);
+            assert!(below, "`{module}` uses `{used}`, which is not listed above it");
+        }
+    }
 }
 
 #[test]
