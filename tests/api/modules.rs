@@ -107,10 +107,9 @@ fn find_cycle(graph: &Graph) -> Option<Vec<String>> {
 /// The table of `docs/ARCHITECTURE.md`'s "The modules, bottom up": each module and what its
 /// row says it uses, in the table's order.
 fn documented_layers() -> Vec<(String, BTreeSet<String>)> {
-    let doc = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ARCHITECTURE.md"),
-    )
-    .unwrap();
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ARCHITECTURE.md"))
+            .unwrap();
     let section = doc
         .split("## The modules, bottom up")
         .nth(1)
@@ -141,12 +140,18 @@ fn the_modules_are_layered_as_the_architecture_documents_them() {
     let layers = documented_layers();
     let documented: BTreeSet<&String> = layers.iter().map(|(m, _)| m).collect();
     let actual: BTreeSet<&String> = graph.keys().collect();
-    assert_eq!(documented, actual, "the table lists exactly the modules of src/");
+    assert_eq!(
+        documented, actual,
+        "the table lists exactly the modules of src/"
+    );
     for (at, (module, uses)) in layers.iter().enumerate() {
         assert_eq!(&graph[module], uses, "what `{module}` uses, in the table");
         for used in uses {
             let below = layers[..at].iter().any(|(m, _)| m == used);
-            assert!(below, "`{module}` uses `{used}`, which is not listed above it");
+            assert!(
+                below,
+                "`{module}` uses `{used}`, which is not listed above it"
+            );
         }
     }
 }

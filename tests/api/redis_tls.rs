@@ -155,11 +155,19 @@ async fn a_server_the_ca_file_did_not_sign_or_a_wrong_password_stops_the_start()
             .err()
             .expect("a certificate the CA file did not sign is refused");
     assert!(error.to_string().contains("cannot reach Redis"), "{error}");
+    assert!(
+        !error.to_string().contains(PASSWORD),
+        "no password in {error}"
+    );
     let error = chatdemo::Application::build(settings(redis.url("wrong"), certs.path("ca.pem")))
         .await
         .err()
         .expect("a wrong password is refused");
     assert!(error.to_string().contains("cannot reach Redis"), "{error}");
+    assert!(
+        !error.to_string().contains("wrong"),
+        "no password in {error}"
+    );
     // The same settings with the right ones start: the refusals above were theirs.
     assert!(
         chatdemo::Application::build(settings(redis.url(PASSWORD), certs.path("ca.pem")))

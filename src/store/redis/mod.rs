@@ -92,10 +92,10 @@ pub(super) async fn open(
     presence: Option<&PresenceSettings>,
     metrics: Arc<Metrics>,
 ) -> Result<Backend, StoreStartError> {
-    let url = settings.store.redis_url.clone();
-    let client = client(&url, settings.store.redis_tls_ca_file.as_deref())?;
+    let url = &settings.store.redis_url;
+    let client = client(url, settings.store.redis_tls_ca_file.as_deref())?;
     let connect = |source| StoreStartError::Connect {
-        url: url.clone(),
+        url: without_password(url),
         source,
     };
     let config = ConnectionManagerConfig::new()
@@ -141,7 +141,7 @@ pub(super) async fn open(
 /// A client for `url`; for `rediss://` with `ca_file`, checking the server against it.
 fn client(url: &str, ca_file: Option<&std::path::Path>) -> Result<Client, StoreStartError> {
     let bad_url = |source| StoreStartError::Url {
-        url: url.to_owned(),
+        url: without_password(url),
         source,
     };
     match ca_file {
@@ -157,6 +157,20 @@ fn client(url: &str, ca_file: Option<&std::path::Path>) -> Result<Client, StoreS
             Client::build_with_tls(url, certificates).map_err(bad_url)
         }
         None => Client::open(url).map_err(bad_url),
+    }
+}
+
+/// `url` fit for a log line or an error message: a password in it is replaced by `***`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user_info, host)) if user_info.contains(':') => {
+            let user = user_info.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -233,4 +247,28 @@ fn record(stored: &StreamId) -> Option<Record> {
         body,
         kind,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_never_reaches_an_error_message() {
+        assert_eq!(
+            without_password("rediss://:s3cret@redis.example:6380/0"),
+            "rediss://:***@redis.example:6380/0"
+        );
+        assert_eq!(
+            without_password("redis://app:s3cret@127.0.0.1/0"),
+            "redis://app:***@127.0.0.1/0"
+        );
+        for plain in [
+            "redis://127.0.0.1:6379/0",
+            "redis+unix:///tmp/r.sock",
+            "junk",
+        ] {
+            assert_eq!(without_password(plain), plain);
+        }
+    }
 }
