@@ -9,7 +9,8 @@
 #   benches/compare.sh --quick    small versions of every load (a smoke test, ~1 minute)
 #
 # Servers listen on 127.0.0.1 only; every load stops by itself. Results go to
-# target/bench/results.jsonl and the table to target/bench/table.md.
+# target/bench/results.jsonl, the table to target/bench/table.md and SVG charts of them to
+# target/bench/charts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -196,3 +197,5 @@ else
 fi
 
 python3 benches/table.py "$results" | tee "$out/table.md"
+# The charts, drawn from the same JSON (docs/PERFORMANCE.md shows a published run's).
+python3 benches/charts.py "$results" "$out/charts"
