@@ -5,13 +5,14 @@
 # out of the way, RUST_LOG=warn), on the memory store unless --redis.
 #
 #   benches/ab.sh --a OLD_BINARY --b NEW_BINARY [--runs 6] [--load 1|2|3|4] [--redis]
+#                 [--notices on|off]
 #
 # Results: target/bench/ab-load<N>.jsonl (labels "a/loadN" and "b/loadN") and a summary on
 # stdout. Servers listen on 127.0.0.1 only; every load stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-a="" b="" runs=6 load=1 redis=0
+a="" b="" runs=6 load=1 redis=0 notices=true
 while [ $# -gt 0 ]; do
   case "$1" in
     --a) a="$2"; shift 2 ;;
@@ -19,6 +20,7 @@ while [ $# -gt 0 ]; do
     --runs) runs="$2"; shift 2 ;;
     --load) load="$2"; shift 2 ;;
     --redis) redis=1; shift ;;
+    --notices) [ "$2" = off ] && notices=false || notices=true; shift 2 ;;
     *) echo "usage: $0 --a BIN --b BIN [--runs N] [--load 1|2|3|4] [--redis]" >&2; exit 2 ;;
   esac
 done
@@ -42,13 +44,14 @@ ulimit -n "$(ulimit -Hn)"
 
 port=18895
 server=""
+rundir=""
 redis_pid=""
 redis_dir="$PWD/$out/ab-redis"
 stop() {
   if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
   server=""
 }
-trap 'stop; [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null; true' EXIT
+trap 'stop; [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null; [ -n "$rundir" ] && rm -rf "$rundir"; true' EXIT
 
 store_env=()
 if [ "$redis" = 1 ]; then
@@ -61,12 +64,15 @@ if [ "$redis" = 1 ]; then
     "CHATDEMO_SECURITY__COOKIE_SECRET=$(od -An -tx1 -N40 /dev/urandom | tr -d ' \n')")
 fi
 
+# The servers run in an empty directory: a ./config.toml of another version (this
+# repository's) must not reach the other binary.
+rundir=$(mktemp -d)
 run() { # label binary run-number
-  env CHATDEMO_ROOM__RATE_BURST=1000000 CHATDEMO_ROOM__RATE_PER_SEC=1000000 RUST_LOG=warn \
+  (cd "$rundir" && exec env CHATDEMO_ROOM__RATE_BURST=1000000 CHATDEMO_ROOM__RATE_PER_SEC=1000000 RUST_LOG=warn \
     CHATDEMO_ROOM__ADDRESS_BURST=1000000 CHATDEMO_ROOM__ADDRESS_PER_SEC=1000000 \
     CHATDEMO_SECURITY__LOGIN_BURST=1000000 CHATDEMO_SECURITY__LOGIN_PER_SEC=1000000 \
-    CHATDEMO_STORE__KEY_PREFIX="ab-$1-$3-$RANDOM" "${store_env[@]}" \
-    "$2" --port "$port" > "$out/ab-server.log" 2>&1 &
+    CHATDEMO_PRESENCE__NOTICES="$notices" CHATDEMO_STORE__KEY_PREFIX="ab-$1-$3-$RANDOM" "${store_env[@]}" \
+    "$(realpath "$2")" --port "$port") > "$out/ab-server.log" 2>&1 &
   server=$!
   for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
   echo "== run $3: $1 ($2)" >&2

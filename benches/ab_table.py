@@ -6,6 +6,7 @@ import sys
 
 FIGURES = [
     ("server CPU µs per delivery", ("server_cpu_us_per_delivery",)),
+    ("deliveries per second", ("deliveries_per_sec",)),
     ("all latency p99 ms", ("p99_ms",)),
     ("WS p99 ms", ("ws_stats", "p99_ms")),
     ("poll p99 ms", ("poll_stats", "p99_ms")),

@@ -1,22 +1,25 @@
 //! One room on this instance, the same way for every backend: the log gives each entry its
 //! id, this instance follows the log, and its follower renders each record once (its
-//! `html`, its JSON, its frame) and hands it to the hub, which fans it out. A post, from
-//! either transport, is answered with the hub's own entry, so it too is rendered once.
+//! `html`, its JSON, its frame) for the hub, which fans it out. The hub's task runs the
+//! follower itself, before anything else it does, so an entry has no queue to wait in. A
+//! post, from either transport, is answered with the hub's own entry, so it too is
+//! rendered once.
 //!
 //! ```text
-//!   post ──append──> Log ──follow──> follower ──ingest──> hub ──> polls, sockets
-//!     └──────────── wait_for(id) ───────────────────────────┘
+//!   post ──append──> Log ──follow──> follower ──(in the hub's task)──> hub ──> polls, sockets
+//!     └──────────── wait_for(id) ──────────────────────────────────────┘
 //! ```
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_core::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::auth::Login;
 use crate::domain::{Kind, MessageBody};
 use crate::error::AppError;
-use crate::hub::{Entry, HubConfig, HubHandle, LogStart};
+use crate::hub::{Entry, Feed, FeedEvent, HubConfig, HubHandle, LogStart};
 use crate::metrics::Metrics;
 use crate::store::{Log, LogEvent, LogSource, Post, Record, Snapshot, StoreError};
 use crate::templates::Templates;
@@ -55,8 +58,8 @@ impl From<StoreError> for AppError {
 }
 
 impl Room {
-    /// Starts the hub from `start` and the follower that keeps feeding it, on the current
-    /// Tokio runtime.
+    /// Starts the hub from `start`, fed by the follower of the log from there on, on the
+    /// current Tokio runtime.
     pub fn start(
         log: Arc<dyn Log>,
         start: Snapshot,
@@ -64,21 +67,22 @@ impl Room {
         templates: Arc<Templates>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let pause = FollowerPause(Arc::new(watch::Sender::new(false)));
+        let follower = Follower {
+            source: log.follow(),
+            templates: templates.clone(),
+            paused: pause.0.subscribe(),
+            _pause: pause.clone(),
+        };
         let hub = HubHandle::start(
             HubConfig {
                 cache_size: size.cache_size,
                 socket_backlog: size.socket_backlog,
                 log: render_snapshot(&templates, start),
+                feed: Box::new(follower),
             },
             metrics,
         );
-        let pause = FollowerPause(Arc::new(watch::Sender::new(false)));
-        tokio::spawn(follow(
-            log.follow(),
-            hub.clone(),
-            templates.clone(),
-            pause.clone(),
-        ));
         Self {
             hub,
             log,
@@ -146,41 +150,42 @@ impl FollowerPause {
     }
 }
 
-/// The follower: every event of the log, rendered, into the hub, until the hub closes.
-async fn follow(
-    mut source: Box<dyn LogSource>,
-    hub: HubHandle,
+/// The log as this instance's hub is fed from it: each record rendered once, in the hub's
+/// own task (see `hub::Feed`), and nothing taken while paused.
+struct Follower {
+    source: Box<dyn LogSource>,
     templates: Arc<Templates>,
-    pause: FollowerPause,
-) {
-    // The follower holds the switch too, so the receiver always has a sender.
-    let mut paused = pause.0.subscribe();
-    loop {
-        if paused.wait_for(|paused| !paused).await.is_err() {
-            return;
-        }
-        let event = tokio::select! {
-            event = source.next() => event,
-            // A pause takes effect at once: the read in flight is dropped, and made again
-            // from the same place on resume.
-            _ = paused.wait_for(|paused| *paused) => continue,
-        };
-        let delivered = match event {
-            None => return,
-            Some(LogEvent::Appended(records)) => {
-                let entries = records
-                    .iter()
-                    .filter_map(|r| render(&templates, r))
-                    .collect();
-                hub.ingest(entries).await
-            }
-            Some(LogEvent::Restart(snapshot)) => {
-                hub.restart(render_snapshot(&templates, snapshot)).await
-            }
-        };
-        if delivered.is_err() {
-            return; // The hub is gone: the server has stopped.
-        }
+    paused: watch::Receiver<bool>,
+    /// Kept so the switch always has a sender (its receiver then never errs).
+    _pause: FollowerPause,
+}
+
+impl Feed for Follower {
+    fn next(mut self: Box<Self>) -> BoxFuture<'static, (Box<dyn Feed>, Option<FeedEvent>)> {
+        Box::pin(async move {
+            let event = loop {
+                // A closed switch cannot happen (`_pause` holds its sender).
+                let _ = self.paused.wait_for(|paused| !paused).await;
+                tokio::select! {
+                    event = self.source.next() => break event,
+                    // A pause takes effect at once: the read in flight is dropped, and made
+                    // again from the same place on resume.
+                    _ = self.paused.wait_for(|paused| *paused) => continue,
+                }
+            };
+            let event = event.map(|event| match event {
+                LogEvent::Appended(records) => FeedEvent::Entries(
+                    records
+                        .iter()
+                        .filter_map(|r| render(&self.templates, r))
+                        .collect(),
+                ),
+                LogEvent::Restart(snapshot) => {
+                    FeedEvent::Restart(render_snapshot(&self.templates, snapshot))
+                }
+            });
+            (self as Box<dyn Feed>, event)
+        })
     }
 }
 

@@ -12,6 +12,7 @@ mod task;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_core::future::BoxFuture;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::domain::{Cursor, Epoch, MessageId, Position};
@@ -20,6 +21,9 @@ pub use frame::{Entry, Frame};
 
 /// Commands waiting for the hub; senders wait when it is full, so a flood cannot grow it.
 const COMMAND_QUEUE: usize = 4096;
+/// Posters waiting for their entries: a queue of their own, which the hub reads before the
+/// clients' commands, so a post is not held up behind every client's next poll.
+const POSTER_QUEUE: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the room is shut down")]
@@ -44,13 +48,28 @@ pub struct Subscription {
     pub feed: broadcast::Receiver<Frame>,
 }
 
+/// Where the hub's entries come from: the log this instance follows, rendered (see
+/// `room`). The hub's task polls it before anything else, so an entry is fanned out as
+/// soon as the log has it.
+pub trait Feed: Send {
+    /// The next event, and the feed to ask for the one after; `None` when the log is
+    /// closed for good. The future is kept across the hub's other work, never dropped
+    /// half-way (a blocking read of the store would be sent again).
+    fn next(self: Box<Self>) -> BoxFuture<'static, (Box<dyn Feed>, Option<FeedEvent>)>;
+}
+
+/// What the feed brings.
+pub enum FeedEvent {
+    /// Entries of the log, oldest first: each goes to the cache and to every receiver,
+    /// unless the hub has it already.
+    Entries(Vec<Arc<Entry>>),
+    /// The log is not the one followed so far (its data was lost, or the follower missed
+    /// entries): start over from it. Receivers that may have missed messages are told
+    /// (`reset`).
+    Restart(LogStart),
+}
+
 pub(crate) enum Command {
-    Ingest {
-        entries: Vec<Arc<Entry>>,
-    },
-    Restart {
-        log: LogStart,
-    },
     WaitFor {
         id: MessageId,
         done: oneshot::Sender<Arc<Entry>>,
@@ -75,14 +94,17 @@ pub(crate) enum Command {
 #[derive(Clone)]
 pub struct HubHandle {
     commands: mpsc::Sender<Command>,
+    /// Posters waiting for their entries: read before `commands`.
+    posters: mpsc::Sender<Command>,
 }
 
-/// How the hub is sized, and the log it starts from.
+/// How the hub is sized, the log it starts from, and the feed that continues it.
 pub struct HubConfig {
     pub cache_size: usize,
     /// Frames a WebSocket may fall behind before it is dropped as too slow.
     pub socket_backlog: usize,
     pub log: LogStart,
+    pub feed: Box<dyn Feed>,
 }
 
 /// Where the room's log stands when the hub (re)starts from it.
@@ -99,20 +121,10 @@ impl HubHandle {
     /// Starts the room's task on the current Tokio runtime.
     pub fn start(config: HubConfig, metrics: Arc<Metrics>) -> Self {
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
-        tokio::spawn(task::run(receiver, task::Room::new(config, metrics)));
-        Self { commands }
-    }
-
-    /// Entries of the log, oldest first: each goes to the cache and every receiver, unless
-    /// the hub has it already.
-    pub async fn ingest(&self, entries: Vec<Arc<Entry>>) -> Result<(), HubClosed> {
-        self.send(Command::Ingest { entries }).await
-    }
-
-    /// Starts over from the log: after its data was lost (a new epoch) or the follower
-    /// missed entries. Receivers that may have missed messages are told (`reset`).
-    pub async fn restart(&self, log: LogStart) -> Result<(), HubClosed> {
-        self.send(Command::Restart { log }).await
+        let (posters, posters_receiver) = mpsc::channel(POSTER_QUEUE);
+        let (room, feed) = task::Room::new(config, metrics);
+        tokio::spawn(task::run(feed, posters_receiver, receiver, room));
+        Self { commands, posters }
     }
 
     /// The hub's entry for `id` once it holds it: a poster's own message is in this
@@ -125,7 +137,10 @@ impl HubHandle {
         limit: Duration,
     ) -> Result<Option<Arc<Entry>>, HubClosed> {
         let (done, reached) = oneshot::channel();
-        self.send(Command::WaitFor { id, done }).await?;
+        self.posters
+            .send(Command::WaitFor { id, done })
+            .await
+            .map_err(|_| HubClosed)?;
         Ok(tokio::time::timeout(limit, reached)
             .await
             .ok()

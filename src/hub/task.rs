@@ -8,18 +8,42 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::cache::{Cache, Since};
 use super::frame::{self, Entry, Frame};
-use super::{Command, HubConfig, LogStart, Snapshot, Subscription};
+use super::{Command, Feed, FeedEvent, HubConfig, LogStart, Snapshot, Subscription};
 use crate::domain::{Cursor, MessageId};
 use crate::metrics::Metrics;
 
 /// How often polls whose clients gave up are dropped from the waiters.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
-pub(crate) async fn run(mut commands: mpsc::Receiver<Command>, mut room: Room) {
+/// Takes the posters waiting for their entries first, then the feed, then the clients'
+/// commands (polls, sockets, pages): an entry is fanned out, and its poster
+/// answered, without waiting behind every client's next poll. Each command reads the cache
+/// as it is when handled, so the order between the queues does not matter to
+/// exactly-once; within each queue it is kept.
+pub(crate) async fn run(
+    feed: Box<dyn Feed>,
+    mut posters: mpsc::Receiver<Command>,
+    mut commands: mpsc::Receiver<Command>,
+    mut room: Room,
+) {
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The feed's next event, kept across the other branches (never dropped half-way).
+    let mut next = Some(feed.next());
     loop {
         tokio::select! {
+            biased;
+            // A poster already waiting is registered before its entry is taken.
+            Some(command) = posters.recv() => room.handle(command),
+            (feed, event) = async { next.as_mut().expect("checked by the guard").await }, if next.is_some() => {
+                next = match event {
+                    Some(event) => {
+                        room.take(event);
+                        Some(feed.next())
+                    }
+                    None => None,
+                };
+            }
             command = commands.recv() => match command {
                 Some(command) => room.handle(command),
                 None => break,
@@ -47,14 +71,14 @@ pub(crate) struct Room {
 }
 
 impl Room {
-    pub(crate) fn new(config: HubConfig, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(config: HubConfig, metrics: Arc<Metrics>) -> (Self, Box<dyn Feed>) {
         let (sockets, _) = broadcast::channel(config.socket_backlog.max(1));
         let LogStart {
             epoch,
             floor,
             entries,
         } = config.log;
-        Self {
+        let room = Self {
             cache: Cache::of_log(config.cache_size, epoch, floor, &entries),
             waiters: Vec::new(),
             prune_at: MIN_PRUNE_AT,
@@ -62,18 +86,32 @@ impl Room {
             ahead: Vec::new(),
             sockets: Some(sockets),
             metrics,
+        };
+        (room, config.feed)
+    }
+
+    /// An event of the feed.
+    fn take(&mut self, event: FeedEvent) {
+        match event {
+            FeedEvent::Entries(entries) => {
+                let added: Vec<Arc<Entry>> = entries
+                    .into_iter()
+                    .filter(|entry| self.cache.push(entry.clone()))
+                    .collect();
+                // The posters first, in this same step: their answers are one per post
+                // and reach their threads before the thousands of poll answers do; nothing
+                // they send next can be handled before the fan-out below is done.
+                self.release_posters();
+                for entry in added {
+                    self.fan_out(entry);
+                }
+            }
+            FeedEvent::Restart(log) => self.restart(log),
         }
     }
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Ingest { entries } => {
-                for entry in entries {
-                    self.publish(entry);
-                }
-                self.release_posters();
-            }
-            Command::Restart { log } => self.restart(log),
             Command::WaitFor { id, done } => {
                 self.posters.push((id, done));
                 self.release_posters();
@@ -149,9 +187,13 @@ impl Room {
     }
 
     fn publish(&mut self, entry: Arc<Entry>) {
-        if !self.cache.push(entry.clone()) {
-            return;
+        if self.cache.push(entry.clone()) {
+            self.fan_out(entry);
         }
+    }
+
+    /// Hands an entry the cache has just taken to every receiver.
+    fn fan_out(&mut self, entry: Arc<Entry>) {
         self.metrics.posted.fetch_add(1, Relaxed);
         let mut delivered = 0;
         for waiter in self.waiters.drain(..) {
