@@ -19,8 +19,10 @@ pub enum InputError {
     NotLocalPath,
 }
 
-/// A display name: 1 to 32 ASCII letters, digits, space, `-`, `_`. Checked whenever one is
-/// read, from a query string or from a login cookie.
+/// A display name: 1 to 32 ASCII letters, digits, space, `-`, `_`, with no space at either
+/// end and none next to another, so " Ann" cannot pass for "Ann" and "   " is no name.
+/// Read from a query string or a login cookie, the text is folded to that form first
+/// (trimmed, runs of spaces made one) and then checked.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct UserName(String);
@@ -30,8 +32,16 @@ impl UserName {
 
     pub fn parse(raw: &str) -> Result<Self, InputError> {
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '_');
-        if (1..=Self::MAX_LEN).contains(&raw.len()) && raw.chars().all(allowed) {
-            Ok(Self(raw.to_owned()))
+        if !raw.chars().all(allowed) {
+            return Err(InputError::BadName);
+        }
+        let folded = raw
+            .split(' ')
+            .filter(|word| !word.is_empty())
+            .collect::<Vec<_>>();
+        let folded = folded.join(" ");
+        if (1..=Self::MAX_LEN).contains(&folded.len()) {
+            Ok(Self(folded))
         } else {
             Err(InputError::BadName)
         }
@@ -442,8 +452,29 @@ mod tests {
         for good in ["a", "Alice Smith", "user-123456", "x_y", &"n".repeat(32)] {
             assert!(UserName::parse(good).is_ok(), "{good:?}");
         }
-        for bad in ["", "Zoë", "a<b", "a/b", "tab\there", &"n".repeat(33)] {
+        for bad in [
+            "",
+            "Zoë",
+            "a<b",
+            "a/b",
+            "tab\there",
+            &"n".repeat(33),
+            " ",
+            "   ",
+        ] {
             assert_eq!(UserName::parse(bad), Err(InputError::BadName), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_trimmed_and_their_runs_of_spaces_folded() {
+        for (raw, folded) in [
+            (" Ann", "Ann"),
+            ("Ann  ", "Ann"),
+            ("  Ann   Lee  ", "Ann Lee"),
+            (&format!("  {}  ", "n".repeat(32)), &"n".repeat(32)),
+        ] {
+            assert_eq!(UserName::parse(raw).unwrap().as_str(), folded, "{raw:?}");
         }
     }
 

@@ -65,6 +65,9 @@ async fn a_chosen_name_is_used_and_a_bad_one_is_refused() {
         &"x".repeat(33),
         "a%2Fb",
         "a%ZZ",
+        "%20",
+        "%20%20%20",
+        "+++",
     ] {
         let response = app
             .anonymous()
@@ -76,6 +79,21 @@ async fn a_chosen_name_is_used_and_a_bad_one_is_refused() {
             "no login for {bad:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_padded_name_is_trimmed_and_its_inner_spaces_folded() {
+    // " Ann" must not pass for "Ann", nor "Ann   Lee" for someone else.
+    let app = TestApp::spawn().await;
+    let ann = app.login(Some("  Ann  ")).await;
+    assert_eq!(ann.say_ok("hi").await.from, "Ann");
+    let ann_lee = app.login(Some(" Ann   Lee ")).await;
+    assert_eq!(ann_lee.say_ok("hi").await.from, "Ann Lee");
+    let page = ann_lee.page().await;
+    assert!(
+        page.contains("<b id=\"user\">Ann Lee</b>"),
+        "the page names the folded name"
+    );
 }
 
 #[tokio::test]
