@@ -48,6 +48,9 @@ pub struct ServerSettings {
     /// Peers whose `X-Forwarded-*` headers are believed (a reverse proxy in front).
     #[serde(deserialize_with = "list")]
     pub trusted_proxies: Vec<IpAddr>,
+    /// Client addresses (as `trusted_proxies` resolves them) that may read `/metrics`.
+    #[serde(deserialize_with = "list")]
+    pub metrics_allow: Vec<IpAddr>,
     /// How long a POST body may take to arrive in full.
     #[serde(deserialize_with = "within::<1, 3600, _, _>")]
     pub body_timeout_secs: u64,

@@ -28,9 +28,23 @@ impl Provenance {
         }
     }
 
-    /// Who a request is from, for limits per client (see [`TrustedProxies::client_address`]).
+    /// Who a request is from, for limits per client (see [`TrustedProxies::client_ip`]), a string: IPv6 by its /64.
     pub fn client_address(&self, req: &HttpRequest) -> String {
-        self.proxies.client_address(req)
+        match self.proxies.client_ip(req) {
+            None => "unknown".to_owned(),
+            Some(IpAddr::V4(v4)) => v4.to_string(),
+            // IPv6 counts by its /64, which one host usually holds whole.
+            Some(IpAddr::V6(v6)) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        }
+    }
+
+    /// The client's own address (see [`TrustedProxies::client_ip`]), an IPv4-mapped IPv6
+    /// address as IPv4; `None` when the peer is unknown.
+    pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
+        self.proxies.client_ip(req)
     }
 
     /// A POST: a page on the same host but another port can read the `_xsrf` cookie
@@ -95,14 +109,11 @@ impl TrustedProxies {
             .is_some_and(|peer| self.0.contains(&peer.ip()))
     }
 
-    /// Who a request is from, for limits per client: the peer's address, or behind a
-    /// trusted proxy the nearest address in `X-Forwarded-For` that is not one of ours
-    /// (proxies append, so the entries left of it are the client's own claims). IPv6 counts
-    /// by its /64, which one host usually holds whole.
-    fn client_address(&self, req: &HttpRequest) -> String {
-        let Some(peer) = req.peer_addr().map(|p| p.ip()) else {
-            return "unknown".to_owned();
-        };
+    /// Who a request is from: the peer's address, or behind a trusted proxy the nearest
+    /// address in `X-Forwarded-For` that is not one of ours (proxies append, so the entries
+    /// left of it are the client's own claims).
+    fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
+        let peer = req.peer_addr()?.ip().to_canonical();
         let mut client = peer;
         if self.0.contains(&peer) {
             let hops = req
@@ -122,16 +133,7 @@ impl TrustedProxies {
                 }
             }
         }
-        match client {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => v4.to_string(),
-                None => {
-                    let s = v6.segments();
-                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-                }
-            },
-        }
+        Some(client.to_canonical())
     }
 
     /// The origin the browser addressed: `scheme://host[:port]`.
@@ -167,10 +169,10 @@ mod tests {
 
     #[test]
     fn the_client_address_is_the_peer_or_the_nearest_untrusted_forwarded_hop() {
-        let proxies = TrustedProxies(vec![
-            "10.0.0.1".parse().unwrap(),
-            "10.0.0.9".parse().unwrap(),
-        ]);
+        let proxies = Provenance::new(
+            vec!["10.0.0.1".parse().unwrap(), "10.0.0.9".parse().unwrap()],
+            vec![],
+        );
         let with = |peer: &str, xff: &str| {
             let req = TestRequest::default()
                 .peer_addr(peer.parse().unwrap())
@@ -192,6 +194,10 @@ mod tests {
         // IPv6 by /64; v4-mapped as v4.
         assert_eq!(with("[2001:db8:1:2:3:4:5:6]:1", ""), "2001:db8:1:2::/64");
         assert_eq!(with("[::ffff:192.0.2.1]:1", ""), "192.0.2.1");
+        let ip = TestRequest::default()
+            .peer_addr("[::ffff:127.0.0.1]:1".parse().unwrap())
+            .to_http_request();
+        assert_eq!(proxies.client_ip(&ip), Some(IpAddr::from([127, 0, 0, 1])));
     }
 
     #[test]

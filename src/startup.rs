@@ -146,6 +146,7 @@ impl Application {
                     body_timeout: settings.server.body_timeout(),
                     cookie_secure: security.cookie_secure,
                     cookie_max_age_days: security.cookie_max_age_days,
+                    metrics_allow: settings.server.metrics_allow.clone(),
                 },
                 websocket: SocketSettings {
                     ping_interval: settings.websocket.ping_interval(),

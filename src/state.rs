@@ -3,6 +3,7 @@
 //! sockets' feed, pages), presence, this instance's logins (socket slots, logout), and the
 //! settings the routes read. Nothing it holds imports it back.
 
+use std::net::IpAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,8 @@ pub struct HttpSettings {
     pub cookie_secure: bool,
     /// How long a login (and its cookies) lasts.
     pub cookie_max_age_days: u32,
+    /// Client addresses that may read `/metrics`.
+    pub metrics_allow: Vec<IpAddr>,
 }
 
 /// What every WebSocket is told by the configuration.

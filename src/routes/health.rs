@@ -2,8 +2,9 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
+use crate::error::AppError;
 use crate::state::AppState;
 
 pub(super) async fn healthz(state: web::Data<AppState>) -> HttpResponse {
@@ -20,8 +21,19 @@ pub(super) async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
+/// The counters, only to the addresses in `server.metrics_allow`: how busy the room is
+/// (and how it is attacked) is the operator's to know.
+pub(super) async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let client = state.http.provenance.client_ip(&req);
+    if !client.is_some_and(|ip| state.http.metrics_allow.contains(&ip)) {
+        return Err(AppError::Forbidden(
+            "metrics are not served to this address",
+        ));
+    }
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render())
+        .body(state.metrics.render()))
 }

@@ -202,3 +202,39 @@ async fn health_and_metrics_report_the_room() {
         assert!(in_use > 0 && in_use <= mapped, "{in_use} of {mapped}");
     }
 }
+
+#[tokio::test]
+async fn metrics_are_served_only_to_the_allowlisted_addresses() {
+    // The default allowlist is loopback, which is where the tests connect from.
+    let app = TestApp::spawn().await;
+    let metrics = app.anonymous().get("/metrics").await;
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics
+        .text()
+        .await
+        .unwrap()
+        .contains("chatdemo_connected_sockets"));
+
+    // Off the list: 403, and no counter in the answer.
+    let app = TestApp::spawn_with(|s| s.server.metrics_allow = vec![[10, 0, 0, 1].into()]).await;
+    let refused = app.anonymous().get("/metrics").await;
+    assert_eq!(refused.status(), 403);
+    assert!(!refused.text().await.unwrap().contains("chatdemo_"));
+
+    // Behind a trusted proxy the client's address decides, not the proxy's: loopback
+    // forwarding for someone else is refused, forwarding for an allowed client is served.
+    let app = TestApp::spawn_with(|s| {
+        s.server.trusted_proxies = vec![[127, 0, 0, 1].into()];
+        s.server.metrics_allow = vec![[127, 0, 0, 1].into(), [10, 0, 0, 7].into()];
+    })
+    .await;
+    let user = app.anonymous();
+    let forwarded = |client: &'static str| {
+        user.client
+            .get(format!("{}/metrics", app.address))
+            .header("X-Forwarded-For", client)
+            .send()
+    };
+    assert_eq!(forwarded("203.0.113.9").await.unwrap().status(), 403);
+    assert_eq!(forwarded("10.0.0.7").await.unwrap().status(), 200);
+}
