@@ -228,6 +228,11 @@ impl Cursor {
         &self.0
     }
 
+    /// A cursor the room does not know: answered with the whole cache and `reset`.
+    pub fn unknown() -> Self {
+        Self(String::new())
+    }
+
     /// The id this cursor names, if it is one.
     pub fn id(&self) -> Option<MessageId> {
         MessageId::parse(&self.0)

@@ -17,15 +17,19 @@ use futures_core::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::auth::Login;
-use crate::domain::{Kind, MessageBody};
+use crate::domain::{Cursor, Kind, MessageBody};
 use crate::error::AppError;
-use crate::hub::{Entry, Feed, FeedEvent, HubConfig, HubHandle, LogStart};
+use crate::hub::{
+    Entry, Feed, FeedEvent, Frame, HubClosed, HubConfig, HubHandle, LogStart, Subscription,
+};
 use crate::metrics::Metrics;
 use crate::store::{Log, LogEvent, LogSource, Post, Record, Snapshot, StoreError};
 use crate::templates::Templates;
 
 /// How long a poster waits for its own entry to reach this instance's hub.
 const OWN_ENTRY_WAIT: Duration = Duration::from_secs(2);
+/// How long a cursor ahead of the hub waits for the log to say whether it was ever issued.
+const LOG_CHECK_WAIT: Duration = Duration::from_secs(1);
 
 /// This instance's room: the log it follows and the hub it feeds. Cheap to clone.
 #[derive(Clone)]
@@ -128,6 +132,33 @@ impl Room {
         }
     }
 
+    /// The long poll (see [`HubHandle::poll`]), its cursor vetted first.
+    pub async fn poll(&self, cursor: Option<Cursor>, hold: Duration) -> Frame {
+        let cursor = self.vet(cursor).await;
+        self.hub.poll(cursor, hold).await
+    }
+
+    /// A WebSocket's feed (see [`HubHandle::subscribe`]), its cursor vetted first.
+    pub async fn subscribe(&self, cursor: Option<Cursor>) -> Result<Subscription, HubClosed> {
+        let cursor = self.vet(cursor).await;
+        self.hub.subscribe(cursor).await
+    }
+
+    /// A cursor past everything this instance's hub holds is either one another instance
+    /// gave out first (waited for) or one nobody issued: crafted, or from a log since lost.
+    /// The log tells them apart; the second is a cursor the room does not know, answered
+    /// with `reset` at once instead of waiting and costing every post a check. If the log
+    /// cannot tell in time, the cursor waits (the wait is bounded in any case).
+    async fn vet(&self, cursor: Option<Cursor>) -> Option<Cursor> {
+        let Some(id) = cursor.as_ref().and_then(|c| self.hub.ahead(c)) else {
+            return cursor;
+        };
+        match tokio::time::timeout(LOG_CHECK_WAIT, self.log.has_reached(&id)).await {
+            Ok(Ok(false)) => Some(Cursor::unknown()),
+            _ => cursor,
+        }
+    }
+
     /// The follower's pause switch (for tests, and for maintenance).
     pub fn pause(&self) -> FollowerPause {
         self.pause.clone()
@@ -215,5 +246,74 @@ fn render_snapshot(templates: &Templates, snapshot: Snapshot) -> LogStart {
             .iter()
             .filter_map(|r| render(templates, r))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use super::*;
+    use crate::assets::Assets;
+    use crate::domain::{MessageId, Position, UserName};
+    use crate::hub::MAX_AHEAD;
+    use crate::store::PresenceSettings;
+
+    /// Past [`MAX_AHEAD`] clients waiting ahead of the hub, the next cursor ahead is
+    /// answered with `reset` at once instead of joining them (the hub is asked directly,
+    /// without the log's vetting, as a cursor the log has reached would be).
+    #[tokio::test]
+    async fn the_clients_waiting_ahead_of_the_hub_are_bounded() {
+        let metrics = Arc::new(Metrics::default());
+        let settings = PresenceSettings {
+            notices: false,
+            leave_grace: Duration::from_secs(10),
+            poll_window: Duration::from_secs(30),
+        };
+        let defaults = crate::config::Settings::defaults();
+        let backend = crate::store::open(&defaults, &settings, metrics.clone())
+            .await
+            .unwrap();
+        let templates = Arc::new(Templates::load(&Assets::Embedded).unwrap());
+        let size = RoomSize {
+            cache_size: 200,
+            socket_backlog: 16,
+            max_message_chars: 2000,
+        };
+        let room = Room::start(backend.log, backend.start, size, templates, metrics.clone());
+        let login = Login::new(UserName::parse("Ann").unwrap());
+        let first = room.post(&login, "192.0.2.1", "first").await.unwrap();
+        let first = &first.message.id;
+        let ahead = MessageId::new(
+            first.epoch(),
+            Position {
+                ms: first.position().ms + 60_000,
+                seq: 0,
+            },
+        );
+        let cursor = Some(Cursor::from(&ahead));
+        let mut held = Vec::new();
+        for _ in 0..MAX_AHEAD {
+            let hub = room.hub.clone();
+            let cursor = cursor.clone();
+            held.push(tokio::spawn(async move {
+                hub.poll(cursor, Duration::from_secs(30)).await
+            }));
+        }
+        while metrics.waiting_polls.load(Relaxed) < MAX_AHEAD as u64 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let over = tokio::time::timeout(
+            Duration::from_secs(5),
+            room.hub.poll(cursor, Duration::from_secs(30)),
+        )
+        .await
+        .expect("answered at once");
+        let text = over.to_string();
+        assert!(text.contains("\"reset\":true"), "{text}");
+        assert!(text.contains(first.as_str()), "{text}");
+        for poll in held {
+            poll.abort();
+        }
     }
 }

@@ -114,6 +114,19 @@ impl Cache {
         self.entries.iter()
     }
 
+    /// What a client whose cursor the room does not know gets: the whole cache with
+    /// `reset` (or, while the cache is empty, a wait for the first entry).
+    pub(crate) fn reset(&self) -> Since {
+        if self.entries.is_empty() {
+            Since::Wait
+        } else {
+            Since::Messages {
+                entries: self.entries.iter().cloned().collect(),
+                reset: true,
+            }
+        }
+    }
+
     pub(crate) fn since(&self, cursor: Option<&Cursor>) -> Since {
         let Some(cursor) = cursor else {
             return Since::Wait;
@@ -136,11 +149,7 @@ impl Cache {
                     }
                 }
             }
-            None if self.entries.is_empty() => Since::Wait,
-            None => Since::Messages {
-                entries: self.entries.iter().cloned().collect(),
-                reset: true,
-            },
+            None => self.reset(),
         }
     }
 }

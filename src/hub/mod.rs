@@ -13,11 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_core::future::BoxFuture;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::domain::{Cursor, Epoch, MessageId, Position};
 use crate::metrics::Metrics;
 pub use frame::{Entry, Frame};
+#[cfg(test)]
+pub(crate) use task::MAX_AHEAD;
 
 /// Commands waiting for the hub; senders wait when it is full, so a flood cannot grow it.
 const COMMAND_QUEUE: usize = 4096;
@@ -96,6 +98,8 @@ pub struct HubHandle {
     commands: mpsc::Sender<Command>,
     /// Posters waiting for their entries: read before `commands`.
     posters: mpsc::Sender<Command>,
+    /// The epoch and newest position the hub holds, as of its last step.
+    head: watch::Receiver<(Epoch, Position)>,
 }
 
 /// How the hub is sized, the log it starts from, and the feed that continues it.
@@ -122,9 +126,21 @@ impl HubHandle {
     pub fn start(config: HubConfig, metrics: Arc<Metrics>) -> Self {
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let (posters, posters_receiver) = mpsc::channel(POSTER_QUEUE);
-        let (room, feed) = task::Room::new(config, metrics);
+        let (room, feed, head) = task::Room::new(config, metrics);
         tokio::spawn(task::run(feed, posters_receiver, receiver, room));
-        Self { commands, posters }
+        Self {
+            commands,
+            posters,
+            head,
+        }
+    }
+
+    /// The id `cursor` names if it is of the hub's epoch and past everything the hub holds
+    /// (the client may know of an entry this instance has not read yet, or may be lying).
+    pub fn ahead(&self, cursor: &Cursor) -> Option<MessageId> {
+        let id = cursor.id()?;
+        let head = self.head.borrow();
+        (*id.epoch() == head.0 && id.position() > head.1).then_some(id)
     }
 
     /// The hub's entry for `id` once it holds it: a poster's own message is in this

@@ -4,16 +4,21 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::cache::{Cache, Since};
 use super::frame::{self, Entry, Frame};
 use super::{Command, Feed, FeedEvent, HubConfig, LogStart, Snapshot, Subscription};
-use crate::domain::{Cursor, MessageId};
+use crate::domain::{Cursor, Epoch, MessageId, Position};
 use crate::metrics::Metrics;
 
 /// How often polls whose clients gave up are dropped from the waiters.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Most clients waiting for entries this instance has not read yet. Each new entry
+/// re-checks them all, so past this a cursor ahead is answered as unknown (`reset`) rather
+/// than let a crowd of crafted cursors slow every post. Legitimate ones are a moment's
+/// worth of clients that heard of an entry from another instance first.
+pub(crate) const MAX_AHEAD: usize = 1_000;
 
 /// Takes the posters waiting for their entries first, then the feed, then the clients'
 /// commands (polls, sockets, pages): an entry is fanned out, and its poster
@@ -67,27 +72,35 @@ pub(crate) struct Room {
     ahead: Vec<Ahead>,
     /// The WebSockets' feed; `None` once the room is shut down.
     sockets: Option<broadcast::Sender<Frame>>,
+    /// The cache's epoch and head, for [`super::HubHandle::ahead`].
+    head: watch::Sender<(Epoch, Position)>,
     metrics: Arc<Metrics>,
 }
 
 impl Room {
-    pub(crate) fn new(config: HubConfig, metrics: Arc<Metrics>) -> (Self, Box<dyn Feed>) {
+    pub(crate) fn new(
+        config: HubConfig,
+        metrics: Arc<Metrics>,
+    ) -> (Self, Box<dyn Feed>, watch::Receiver<(Epoch, Position)>) {
         let (sockets, _) = broadcast::channel(config.socket_backlog.max(1));
         let LogStart {
             epoch,
             floor,
             entries,
         } = config.log;
+        let cache = Cache::of_log(config.cache_size, epoch, floor, &entries);
+        let (head, head_receiver) = watch::channel((cache.epoch().clone(), cache.head()));
         let room = Self {
-            cache: Cache::of_log(config.cache_size, epoch, floor, &entries),
+            cache,
             waiters: Vec::new(),
             prune_at: MIN_PRUNE_AT,
             posters: Vec::new(),
             ahead: Vec::new(),
             sockets: Some(sockets),
+            head,
             metrics,
         };
-        (room, config.feed)
+        (room, config.feed, head_receiver)
     }
 
     /// An event of the feed.
@@ -108,6 +121,26 @@ impl Room {
             }
             FeedEvent::Restart(log) => self.restart(log),
         }
+        self.publish_head();
+    }
+
+    fn publish_head(&self) {
+        let (epoch, head) = (self.cache.epoch(), self.cache.head());
+        self.head.send_if_modified(|published| {
+            if published.0 != *epoch {
+                *published = (epoch.clone(), head);
+            } else if published.1 != head {
+                published.1 = head;
+            } else {
+                return false;
+            }
+            true
+        });
+    }
+
+    /// Whether one more client may wait ahead of the hub (see [`MAX_AHEAD`]).
+    fn room_ahead(&self) -> bool {
+        self.ahead.len() < MAX_AHEAD
     }
 
     fn handle(&mut self, command: Command) {
@@ -118,6 +151,7 @@ impl Room {
             }
             Command::Poll { cursor, reply } => self.poll(cursor, reply),
             Command::Subscribe { cursor, reply } => match self.cache.since(cursor.as_ref()) {
+                Since::Ahead if !self.room_ahead() => self.subscribe(self.cache.reset(), reply),
                 Since::Ahead => {
                     if let Some(cursor) = cursor {
                         self.ahead.push(Ahead::Socket { cursor, reply });
@@ -273,6 +307,10 @@ impl Room {
                         .delivered
                         .fetch_add(entries.len() as u64, Relaxed);
                 }
+            }
+            Since::Ahead if !self.room_ahead() => {
+                let since = self.cache.reset();
+                self.answer_poll(since, cursor, reply);
             }
             Since::Ahead => {
                 if let Some(cursor) = cursor {

@@ -54,7 +54,7 @@ pub(super) async fn poll_updates(
 ) -> Result<HttpResponse, AppError> {
     // Online while the poll is held, and for the poll window after it is answered.
     let _online = state.presence.connect(&login, Via::Poll);
-    let poll = state.room.hub.poll(form.cursor, state.http.poll_timeout);
+    let poll = state.room.poll(form.cursor, state.http.poll_timeout);
     // actix-web keeps running a handler whose client has gone (its socket sits in
     // CLOSE_WAIT), so a held poll watches for the hang-up itself and lets go of its
     // place in the room.

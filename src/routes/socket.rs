@@ -41,7 +41,7 @@ pub(super) async fn open_socket(
     let slot = state.logins.open_socket(&login.id)?;
     // A cursor from an instance that has read further is waited for (this one is usually
     // milliseconds behind); past the bound the client is asked to come back.
-    let subscription = tokio::time::timeout(CATCH_UP_WAIT, state.room.hub.subscribe(query.cursor))
+    let subscription = tokio::time::timeout(CATCH_UP_WAIT, state.room.subscribe(query.cursor))
         .await
         .map_err(|_| AppError::StoreUnavailable)??;
     let max_bytes = state.websocket.max_frame_bytes;

@@ -123,6 +123,12 @@ impl Log for MemoryLog {
     fn follow(&self) -> Box<dyn LogSource> {
         Box::new(MemoryFollower(self.0.clone()))
     }
+
+    fn has_reached<'a>(&'a self, id: &'a MessageId) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let tail = self.0.tail.lock().unwrap_or_else(|e| e.into_inner());
+        let reached = *id.epoch() == tail.epoch && id.position() <= tail.head;
+        Box::pin(std::future::ready(Ok(reached)))
+    }
 }
 
 struct MemoryFollower(Arc<LogState>);

@@ -78,6 +78,10 @@ pub trait Log: Send + Sync {
 
     /// Everything appended from now on, for this instance. Call once.
     fn follow(&self) -> Box<dyn LogSource>;
+
+    /// Whether the log has given out `id`'s position, or one after it: a cursor past the
+    /// newest id is one no instance can have issued. An error: it could not tell.
+    fn has_reached<'a>(&'a self, id: &'a MessageId) -> BoxFuture<'a, Result<bool, StoreError>>;
 }
 
 /// One instance's view of the log as it grows. `next` must be safe to drop at any await:

@@ -154,3 +154,38 @@ async fn polls_whose_clients_went_away_leave_nothing_behind() {
     app.wait_for_metric("chatdemo_waiting_polls", 0, Duration::from_secs(3))
         .await;
 }
+
+/// A cursor of the room's epoch far past anything posted (ms = 2^63): no instance issued
+/// it, so it is a `reset` at once; held instead, 10,000 of them made every post re-check
+/// them all (finding 6 of the second attack).
+#[tokio::test]
+async fn a_cursor_no_one_issued_is_a_reset_at_once_not_a_wait() {
+    let app = TestApp::spawn_with(|s| s.room.poll_timeout_secs = 25).await;
+    let user = app.login(None).await;
+    let first = user.say_ok("first").await;
+    let epoch = first.id.rsplitn(3, '-').nth(2).unwrap().to_owned();
+    let future = format!("{epoch}-{}-0", 1u64 << 63);
+
+    let started = Instant::now();
+    let batch = tokio::time::timeout(Duration::from_secs(3), user.poll_ok(Some(&future)))
+        .await
+        .expect("answered at once, not held for the poll window");
+    assert!(batch.reset, "a cursor no one issued is a reset");
+    assert_eq!(
+        batch.messages.iter().map(|m| &m.id).collect::<Vec<_>>(),
+        [&first.id]
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(app.metric("chatdemo_waiting_polls").await, 0);
+
+    // The cursor of the newest message, which was issued, still waits for the next one.
+    let held = user.poll(Some(&first.id));
+    let next = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        user.say_ok("second").await
+    };
+    let (held, second) = tokio::join!(held, next);
+    let held: crate::helpers::Batch = held.json().await.unwrap();
+    assert!(!held.reset);
+    assert_eq!(held.messages[0].id, second.id);
+}

@@ -601,3 +601,38 @@ async fn revoked_id(redis: &RedisServer) -> String {
     assert_eq!(ids.len(), 1, "{ids:?}");
     ids[0].clone()
 }
+
+/// On Redis too, a cursor newer than the stream's newest entry is one no instance issued:
+/// a `reset` at once, even on an instance that is behind (whose legitimate cursors ahead
+/// wait, as the test above shows).
+#[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
+async fn a_cursor_newer_than_the_stream_is_a_reset_at_once() {
+    let Some(redis) = RedisServer::start("a_cursor_newer_than_the_stream").await else {
+        return;
+    };
+    let (a, b) = (
+        instance(&redis, "future-cursor").await,
+        instance(&redis, "future-cursor").await,
+    );
+    let user = a.login(None).await;
+    let on_b = user.at(&b.address);
+    let first = user.say_ok("first").await;
+    wait_until_page_has(&on_b, &first.id).await;
+    b.follower_pause.pause();
+    let epoch = first.id.rsplitn(3, '-').nth(2).unwrap().to_owned();
+    let future = format!("{epoch}-{}-0", 1u64 << 62);
+
+    let batch = tokio::time::timeout(Duration::from_secs(3), on_b.poll_ok(Some(&future)))
+        .await
+        .expect("a reset at once, not a wait");
+    assert!(batch.reset);
+    assert_eq!(batch.messages.last().map(|m| &m.id), Some(&first.id));
+
+    let mut ws = tokio::time::timeout(Duration::from_secs(3), on_b.socket(Some(&future)))
+        .await
+        .expect("the upgrade does not wait for a cursor no one issued");
+    let replay = next_batch(&mut ws).await;
+    assert!(replay.reset);
+    b.follower_pause.resume();
+}

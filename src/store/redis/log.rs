@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_core::future::BoxFuture;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
-use redis::streams::StreamId;
+use redis::streams::{StreamId, StreamRangeReply};
 use redis::{RedisError, Script};
 
 use super::stream::{Follower, Step, Stream};
@@ -134,6 +134,28 @@ impl Log for RedisLog {
         };
         let key = self.shared.keys.log.clone();
         Box::new(Stream::new(self.shared.clone(), key, follower, true))
+    }
+
+    /// Compares with the stream's newest entry, whatever instance wrote it. (A new epoch
+    /// shows up through the follower; only the position is compared here.)
+    fn has_reached<'a>(&'a self, id: &'a MessageId) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let mut writer = self.writer.clone();
+            let newest: redis::RedisResult<StreamRangeReply> = redis::cmd("XREVRANGE")
+                .arg(&self.shared.keys.log)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut writer)
+                .await;
+            let newest = newest.map_err(|error| {
+                tracing::warn!(%error, "could not read the log's newest id");
+                StoreError::Unavailable
+            })?;
+            let head = newest.ids.first().and_then(|e| Position::parse(&e.id));
+            Ok(head.is_some_and(|head| id.position() <= head))
+        })
     }
 }
 
