@@ -26,8 +26,8 @@ pub enum AppError {
     UnsupportedMediaType,
     #[error("too many messages; wait {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
-    #[error("too many open sockets for this login")]
-    TooManySockets,
+    #[error("too many open sockets and held polls for this login")]
+    TooManyConnections,
     #[error("not found")]
     NotFound,
     #[error("the request body is too large")]
@@ -57,6 +57,8 @@ impl AppError {
 
 /// What a post refused during a store outage is told to wait.
 const STORE_RETRY_AFTER_SECS: u64 = 2;
+/// `Retry-After` for a login past its connection cap.
+const CONNECTIONS_RETRY_AFTER_SECS: u64 = 5;
 
 impl AppError {
     /// Refused by a rate limit; `Retry-After` is the wait in whole seconds, at least one.
@@ -81,7 +83,7 @@ impl ResponseError for AppError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::RateLimited { .. } | Self::TooManySockets => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
             Self::ShuttingDown | Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -106,6 +108,15 @@ impl ResponseError for AppError {
             }
             Self::RateLimited { retry_after_secs } => response
                 .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
+                .json(ErrorBody {
+                    error: &self.to_string(),
+                }),
+            // One of the login's connections must end first; a poll ends within its hold.
+            Self::TooManyConnections => response
+                .insert_header((
+                    header::RETRY_AFTER,
+                    CONNECTIONS_RETRY_AFTER_SECS.to_string(),
+                ))
                 .json(ErrorBody {
                     error: &self.to_string(),
                 }),

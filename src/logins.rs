@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::auth::{Login, LoginId, Revocations};
 use crate::error::AppError;
-use crate::slots::{SocketLimits, SocketSlot};
+use crate::slots::{PollSlot, SocketLimits, SocketSlot};
 use crate::store::{LogoutList, StoreError};
 
 pub struct Logins {
@@ -64,6 +64,11 @@ impl Logins {
     /// A place for a socket of `login`, until the slot is dropped; 429 past the cap.
     pub fn open_socket(&self, login: &LoginId) -> Result<SocketSlot, AppError> {
         self.sockets.acquire(login)
+    }
+
+    /// A place for a held poll of `login`, counted with its sockets (429 past the cap).
+    pub fn hold_poll(&self, login: &LoginId) -> Result<PollSlot, AppError> {
+        self.sockets.acquire_poll(login)
     }
 
     /// Refuses these logins' cookies here and closes their sockets.

@@ -1,6 +1,6 @@
-//! Each login's open WebSockets on this instance: capped, so one client cannot hold an
-//! unbounded share of the server, and closable, so a logout ends them (per instance: each
-//! process counts its own).
+//! Each login's open WebSockets and held long polls on this instance: capped together, so
+//! one login cannot hold an unbounded share of the server's connections, and its sockets
+//! closable, so a logout ends them (per instance: each process counts its own).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -18,8 +18,9 @@ pub struct SocketLimits {
     metrics: Arc<Metrics>,
 }
 
-/// One login's open sockets here.
+/// One login's open sockets and held polls here.
 struct LoginSockets {
+    /// Sockets and held polls together.
     count: usize,
     /// Set to true when the login is ended (logout): every socket of it closes.
     ended: tokio::sync::watch::Sender<bool>,
@@ -27,10 +28,15 @@ struct LoginSockets {
 
 /// A socket's place: counted per login and in the metrics until dropped.
 pub struct SocketSlot {
-    limits: SocketLimits,
-    login_id: LoginId,
+    slot: PollSlot,
     /// Turns true when the login is ended.
     ended: tokio::sync::watch::Receiver<bool>,
+}
+
+/// A held poll's place: counted per login until dropped.
+pub struct PollSlot {
+    limits: SocketLimits,
+    login_id: LoginId,
 }
 
 impl SocketLimits {
@@ -43,6 +49,28 @@ impl SocketLimits {
     }
 
     pub fn acquire(&self, login_id: &LoginId) -> Result<SocketSlot, AppError> {
+        let ended = self.take(login_id)?;
+        self.metrics.sockets.fetch_add(1, Relaxed);
+        Ok(SocketSlot {
+            slot: PollSlot {
+                limits: self.clone(),
+                login_id: login_id.clone(),
+            },
+            ended,
+        })
+    }
+
+    /// A held poll's place among its login's connections.
+    pub fn acquire_poll(&self, login_id: &LoginId) -> Result<PollSlot, AppError> {
+        self.take(login_id)?;
+        Ok(PollSlot {
+            limits: self.clone(),
+            login_id: login_id.clone(),
+        })
+    }
+
+    /// Counts one more connection of `login_id`, if it is under the cap.
+    fn take(&self, login_id: &LoginId) -> Result<tokio::sync::watch::Receiver<bool>, AppError> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let sockets = open
             .entry(login_id.clone())
@@ -51,15 +79,10 @@ impl SocketLimits {
                 ended: tokio::sync::watch::Sender::new(false),
             });
         if sockets.count >= self.per_login {
-            return Err(AppError::TooManySockets);
+            return Err(AppError::TooManyConnections);
         }
         sockets.count += 1;
-        self.metrics.sockets.fetch_add(1, Relaxed);
-        Ok(SocketSlot {
-            limits: self.clone(),
-            login_id: login_id.clone(),
-            ended: sockets.ended.subscribe(),
-        })
+        Ok(sockets.ended.subscribe())
     }
 
     /// Closes every socket of `logins` here (1008).
@@ -89,7 +112,12 @@ impl SocketSlot {
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
-        self.limits.metrics.sockets.fetch_sub(1, Relaxed);
+        self.slot.limits.metrics.sockets.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Drop for PollSlot {
+    fn drop(&mut self) {
         let mut open = self.limits.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(sockets) = open.get_mut(&self.login_id) {
             sockets.count -= 1;

@@ -52,6 +52,8 @@ pub(super) async fn poll_updates(
     CheckedForm { login, form }: CheckedForm<PollForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
+    // Counted with the login's sockets while held: one login cannot hold every slot.
+    let _slot = state.logins.hold_poll(&login.id)?;
     // Online while the poll is held, and for the poll window after it is answered.
     let _online = state.presence.connect(&login, Via::Poll);
     let poll = state.room.poll(form.cursor, state.http.poll_timeout);

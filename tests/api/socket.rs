@@ -600,3 +600,45 @@ async fn a_post_with_a_nonce_is_acknowledged_to_its_sender_alone_with_its_id() {
         "64 characters are fine"
     );
 }
+
+/// The cap is on a login's held polls and sockets together: 64 held polls leave no room
+/// for a 65th poll or a socket (429 with `Retry-After`), while another login is served as
+/// usual; once the polls are answered the login has its room back (finding 3 of the second
+/// attack: 18,500 polls from one login took every connection slot).
+#[tokio::test]
+async fn a_logins_held_polls_and_sockets_share_one_cap() {
+    let app = TestApp::spawn_with(|s| s.room.poll_timeout_secs = 25).await;
+    let greedy = app.login(None).await;
+    let start = greedy.say_ok("start").await;
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        let greedy = greedy.at(&app.address);
+        let cursor = start.id.clone();
+        held.push(tokio::spawn(async move {
+            greedy.poll(Some(&cursor)).await.status()
+        }));
+    }
+    app.wait_for_metric("chatdemo_waiting_polls", 64, Duration::from_secs(10))
+        .await;
+
+    let refused = greedy.poll(Some(&start.id)).await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    match app.socket_with(&greedy, None, Some(&app.address)).await {
+        Err(WsError::Http(response)) => assert_eq!(response.status(), 429),
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a socket past the cap was opened"),
+    }
+
+    // Someone else is not affected, and the message answers the greedy login's polls.
+    let other = app.login(None).await;
+    assert_eq!(other.get("/").await.status(), 200);
+    let message = other.say_ok("unaffected").await;
+    assert_eq!(other.poll_ok(Some(&start.id)).await.messages, [message]);
+    for poll in held {
+        assert_eq!(poll.await.unwrap(), 200);
+    }
+    app.wait_for_metric("chatdemo_waiting_polls", 0, Duration::from_secs(5))
+        .await;
+    assert_eq!(greedy.poll(Some(&start.id)).await.status(), 200);
+}
