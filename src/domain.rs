@@ -17,6 +17,8 @@ pub enum InputError {
     BodyTooLong { max: usize },
     #[error("next must be a local path")]
     NotLocalPath,
+    #[error("Idempotency-Key is 1 to 64 ASCII letters, digits, '-' or '_'")]
+    BadIdempotencyKey,
 }
 
 /// A display name: 1 to 32 ASCII letters, digits, space, `-`, `_`, with no space at either
@@ -271,6 +273,36 @@ impl LocalPath {
 
     pub fn root() -> Self {
         Self("/".to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What makes a post a repeat of an earlier one by the same login: the `Idempotency-Key`
+/// header of an HTTP post, or the `nonce` of a socket frame (one namespace, so a post
+/// first tried over the socket and resent over HTTP is still the same post).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PostKey(String);
+
+impl PostKey {
+    pub const MAX_CHARS: usize = 64;
+
+    /// The header: 1 to 64 of `A-Z a-z 0-9 - _`.
+    pub fn from_header(raw: &str) -> Result<Self, InputError> {
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_');
+        if (1..=Self::MAX_CHARS).contains(&raw.len()) && raw.bytes().all(allowed) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InputError::BadIdempotencyKey)
+        }
+    }
+
+    /// A socket frame's nonce, any text the client chose (checked for length by the
+    /// socket).
+    pub fn from_nonce(nonce: &str) -> Self {
+        Self(nonce.to_owned())
     }
 
     pub fn as_str(&self) -> &str {

@@ -17,7 +17,7 @@ use futures_core::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::auth::Login;
-use crate::domain::{Cursor, Kind, MessageBody};
+use crate::domain::{Cursor, MessageBody, PostKey};
 use crate::error::AppError;
 use crate::hub::{
     Entry, Feed, FeedEvent, Frame, HubClosed, HubConfig, HubHandle, LogStart, Subscription,
@@ -97,13 +97,15 @@ impl Room {
     }
 
     /// Posts `raw_body` as `login` from the client `address`, the same for both transports:
-    /// clean-up and limits, then the log (which charges the rate and gives the id), then
-    /// the hub's entry for that id, so the poster's cursor sees it here.
+    /// clean-up and limits, then the log (which charges the rate and gives the id, or
+    /// finds the post `key` already stored), then the hub's entry for that id, so the
+    /// poster's cursor sees it here.
     pub async fn post(
         &self,
         login: &Login,
         address: &str,
         raw_body: &str,
+        key: Option<&PostKey>,
     ) -> Result<Arc<Entry>, AppError> {
         let body = MessageBody::parse(raw_body, self.max_chars)?;
         // The rate is charged by the log, after validation: a refused message costs none.
@@ -112,23 +114,17 @@ impl Room {
             address,
             from: &login.name,
             body: &body,
+            key,
         };
-        let id = self.log.append(post).await?;
-        tracing::debug!(user = %login.name, %id, "message posted");
-        match self.hub.wait_for(id.clone(), OWN_ENTRY_WAIT).await {
+        let record = self.log.append(post).await?;
+        tracing::debug!(user = %login.name, id = %record.id, "message posted");
+        match self.hub.wait_for(record.id.clone(), OWN_ENTRY_WAIT).await {
             Ok(Some(entry)) => Ok(entry),
-            // Stored, but this instance's hub has not got it (its follower is behind, or
-            // the server is stopping): the answer is still the truth, rendered here.
-            Ok(None) | Err(_) => {
-                let record = Record {
-                    id,
-                    from: login.name.clone(),
-                    body,
-                    kind: Kind::Message,
-                };
-                render(&self.templates, &record)
-                    .ok_or_else(|| AppError::Internal("cannot render the message".into()))
-            }
+            // Stored, but this instance's hub does not have it (its follower is behind,
+            // the server is stopping, or it is a repeat older than the cache): the answer
+            // is still the truth, rendered here.
+            Ok(None) | Err(_) => render(&self.templates, &record)
+                .ok_or_else(|| AppError::Internal("cannot render the message".into())),
         }
     }
 
@@ -282,7 +278,7 @@ mod tests {
         };
         let room = Room::start(backend.log, backend.start, size, templates, metrics.clone());
         let login = Login::new(UserName::parse("Ann").unwrap());
-        let first = room.post(&login, "192.0.2.1", "first").await.unwrap();
+        let first = room.post(&login, "192.0.2.1", "first", None).await.unwrap();
         let first = &first.message.id;
         let ahead = MessageId::new(
             first.epoch(),

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::auth::Login;
+use crate::domain::PostKey;
 use crate::error::AppError;
 use crate::frame_limit::Oversize;
 use crate::hub::{Frame, Subscription};
@@ -48,9 +49,6 @@ struct PostFrame {
     /// client knows which of its posts the answer is about.
     nonce: Option<String>,
 }
-
-/// Longest `nonce` a client may choose, in characters.
-const MAX_NONCE_CHARS: usize = 64;
 
 #[derive(Serialize)]
 struct ErrorFrame<'a> {
@@ -317,7 +315,7 @@ async fn handle_post(conn: &mut SocketConnection, text: &str) -> Option<End> {
     if post
         .nonce
         .as_ref()
-        .is_some_and(|n| n.chars().count() > MAX_NONCE_CHARS)
+        .is_some_and(|n| n.chars().count() > PostKey::MAX_CHARS)
     {
         return reply_error(conn, "nonce must be at most 64 characters", None).await;
     }
@@ -331,9 +329,11 @@ async fn handle_post(conn: &mut SocketConnection, text: &str) -> Option<End> {
         tracing::info!(user = %conn.login.name, %error, "socket post refused");
         return Some(End::Close(CloseCode::Policy, "missing or bad _xsrf"));
     }
+    // The nonce is the post's key: a resend of an acknowledged post is acknowledged again.
+    let key = nonce.map(PostKey::from_nonce);
     let posted = state
         .room
-        .post(&conn.login, &conn.address, &post.body)
+        .post(&conn.login, &conn.address, &post.body, key.as_ref())
         .await;
     match posted {
         // The sender gets its own message through the feed, like everyone else; with a

@@ -7,6 +7,11 @@
 // It tells a hiccup from a dead end: a lost connection is retried with backoff, but a
 // login that is gone (a 403, or close 1008 after a logout) stops everything and offers
 // the login link instead of retrying forever.
+//
+// Every post has a key (a random UUID, the socket frame's nonce or the HTTP post's
+// Idempotency-Key) and is resent with that same key until the server answers it: after a
+// 503, a 429, a dropped connection or a missing ack. The server stores a key once, so a
+// resend is never a second copy.
 
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 30000;
@@ -18,8 +23,11 @@ const UPGRADE_RETRY_MS = 60000;
 const SOCKET_MIN_HEALTHY_MS = 5000;
 // Long polls that fail this many times in a row show "offline".
 const FAILURES_BEFORE_OFFLINE = 4;
-// How long a post over the socket waits for its ack before the sender is told.
+// How long a post over the socket waits for its ack before it is resent.
 const ACK_TIMEOUT_MS = 10000;
+// How long a post is resent before the sender is told it was not sent. The server
+// remembers a post's key for 10 minutes, so every resend within this is safe.
+const RESEND_FOR_MS = 5 * 60 * 1000;
 // Entries kept in the page; older ones are dropped from the top.
 export const INBOX_LIMIT = 1000;
 // How close to the bottom (in pixels) still counts as reading the newest messages.
@@ -240,12 +248,12 @@ function socketUrl(cursor) {
 }
 
 /** The WebSocket: connects, reconnects after a close as its code says, and carries posts
- * with a nonce so each post's own ack or error comes back to it. */
+ * with their key as the nonce, so each post's own ack or error comes back to it. */
 class SocketTransport {
-  constructor(room) {
+  constructor(room, outbox) {
     this.room = room;
+    this.outbox = outbox;
     this.socket = null;
-    this.pending = new Map(); // nonce -> { text, timer }
   }
 
   /** Runs until the login is gone ("dead") or the socket keeps failing ("fallback"). */
@@ -255,7 +263,8 @@ class SocketTransport {
       this.room.setStatus("websocket", failures ? "reconnecting" : "connecting");
       const { code, openedFor } = await this.connectOnce();
       this.socket = null;
-      this.abandonPending();
+      // Posts still waiting for an answer go again, over HTTP until a socket is back.
+      this.outbox.connectionLost();
       const next = afterClose(code);
       if (next === "dead" || (openedFor === 0 && (await loginIsGone()))) return "dead";
       if (next === "now") {
@@ -301,39 +310,20 @@ class SocketTransport {
       return;
     }
     if (data.ack !== undefined) {
-      this.settle(data.ack, "");
+      this.outbox.acked(data.ack);
     } else if (data.error !== undefined) {
-      if (data.nonce !== undefined) this.settle(data.nonce, `Not sent: ${data.error}`);
+      if (data.nonce !== undefined) this.outbox.refusedOverSocket(data.nonce);
       else this.room.showError(`Not sent: ${data.error}`);
     } else {
       this.room.show(data);
     }
   }
 
-  /** Sends `text`; false when no socket is open (the caller posts over HTTP instead). */
-  send(text) {
+  /** Sends one post; false when no socket is open. */
+  send(key, text) {
     if (this.socket?.readyState !== WebSocket.OPEN) return false;
-    const nonce = randomNonce();
-    const timer = setTimeout(() => this.settle(nonce, "Not confirmed yet; it may still arrive."), ACK_TIMEOUT_MS);
-    this.pending.set(nonce, { text, timer });
-    this.socket.send(JSON.stringify({ body: text, _xsrf: xsrfToken(this.room.form), nonce }));
+    this.socket.send(JSON.stringify({ body: text, _xsrf: xsrfToken(this.room.form), nonce: key }));
     return true;
-  }
-
-  /** The answer for one post: the input clears only if it still holds that post. */
-  settle(nonce, error) {
-    const post = this.pending.get(nonce);
-    if (!post) return;
-    clearTimeout(post.timer);
-    this.pending.delete(nonce);
-    if (!error && this.room.input.value === post.text) this.room.input.value = "";
-    this.room.showError(error);
-  }
-
-  abandonPending() {
-    for (const nonce of [...this.pending.keys()]) {
-      this.settle(nonce, "The connection dropped; your message may not have been sent.");
-    }
   }
 }
 
@@ -388,38 +378,127 @@ class PollTransport {
   }
 }
 
-/** Posts over HTTP (the long poll's way, and the socket's when it is not open). */
-async function postOverHttp(room, text) {
-  const button = room.form.querySelector("input[type=submit]");
-  button.disabled = true;
-  try {
-    const response = await fetch("/a/message/new", {
-      method: "POST",
-      body: new URLSearchParams({ body: text, _xsrf: xsrfToken(room.form) }),
-      credentials: "same-origin",
-      headers: { "X-Xsrftoken": xsrfToken(room.form) },
-    });
+/** Every post from this page until the server has answered it: sent over the socket when
+ * one is open, else over HTTP, and resent with its key until it is in or refused. */
+class Outbox {
+  constructor(room) {
+    this.room = room;
+    this.socket = null; // the SocketTransport while there is one
+    // key -> { text, since, attempt, timer, state: "socket" (awaiting its ack) | "http"
+    // (awaiting the answer) | "retrying" (to be sent again by its timer) }
+    this.pending = new Map();
+  }
+
+  submit(text) {
+    const key = randomNonce();
+    this.pending.set(key, { text, since: Date.now(), attempt: 0, timer: 0, state: "" });
+    this.send(key);
+  }
+
+  send(key) {
+    const post = this.pending.get(key);
+    if (!post || this.room.dead) return;
+    clearTimeout(post.timer);
+    if (this.socket?.send(key, post.text)) {
+      post.state = "socket";
+      // No ack in time: maybe lost with the connection; the same key again is safe.
+      post.timer = setTimeout(() => this.resendOverHttp(key), ACK_TIMEOUT_MS);
+    } else {
+      this.resendOverHttp(key);
+    }
+  }
+
+  /** The post is in the room: the input clears only if it still holds that post. */
+  acked(key) {
+    const post = this.pending.get(key);
+    if (!post) return;
+    clearTimeout(post.timer);
+    this.pending.delete(key);
+    if (this.room.input.value === post.text) this.room.input.value = "";
+    if (!this.waiting()) this.room.showError("");
+  }
+
+  /** The post stored nothing and will not be resent; its text stays in the input. */
+  refused(key, reason) {
+    const post = this.pending.get(key);
+    if (!post) return;
+    clearTimeout(post.timer);
+    this.pending.delete(key);
+    this.room.showError(`Not sent: ${reason}`);
+  }
+
+  /** A socket's error frame does not say whether trying again can help; the same post
+   * over HTTP does (its status), and stores nothing twice. */
+  refusedOverSocket(key) {
+    this.resendOverHttp(key);
+  }
+
+  /** Posts sent on the socket that closed may or may not be in: send them again. */
+  connectionLost() {
+    for (const [key, post] of this.pending) if (post.state === "socket") this.send(key);
+  }
+
+  waiting() {
+    return [...this.pending.values()].some((post) => post.state === "retrying");
+  }
+
+  /** Tries `key` again after `ms`, unless it has been tried for too long. */
+  later(key, ms, reason) {
+    const post = this.pending.get(key);
+    if (!post) return;
+    if (Date.now() - post.since + ms > RESEND_FOR_MS) {
+      this.refused(key, reason);
+      return;
+    }
+    this.room.showError(`Not sent yet: ${reason}. It will be sent again by itself.`);
+    clearTimeout(post.timer);
+    post.state = "retrying";
+    post.timer = setTimeout(() => this.send(key), ms);
+    post.attempt += 1;
+  }
+
+  async resendOverHttp(key) {
+    const post = this.pending.get(key);
+    if (!post || this.room.dead) return;
+    clearTimeout(post.timer);
+    post.state = "http";
+    let response;
+    try {
+      response = await fetch("/a/message/new", {
+        method: "POST",
+        body: new URLSearchParams({ body: post.text, _xsrf: xsrfToken(this.room.form) }),
+        credentials: "same-origin",
+        headers: { "X-Xsrftoken": xsrfToken(this.room.form), "Idempotency-Key": key },
+      });
+    } catch {
+      this.later(key, backoff(post.attempt), "the server cannot be reached");
+      return;
+    }
     if (response.ok) {
-      if (room.input.value === text) room.input.value = "";
-      room.showError("");
+      this.acked(key);
       return;
     }
     if (response.status === 403 && (await loginIsGone())) {
-      room.loggedOut();
+      this.room.loggedOut();
       return;
     }
-    const raw = await response.text();
+    const raw = await response.text().catch(() => "");
     let reason = raw;
     try {
       reason = JSON.parse(raw).error ?? raw;
     } catch {
       // Plain text.
     }
-    room.showError(`Not sent: ${reason || response.status}`);
-  } catch {
-    room.showError("Not sent: the server cannot be reached.");
-  } finally {
-    button.disabled = room.dead;
+    reason ||= `status ${response.status}`;
+    // Busy, over the rate, the store away, or the body cut off: none stored anything,
+    // and the same post later may go in.
+    if ([408, 429, 502, 503, 504].includes(response.status)) {
+      const seconds = Number(response.headers.get("Retry-After"));
+      const wait = seconds > 0 ? seconds * 1000 : backoff(post.attempt);
+      this.later(key, wait, reason);
+    } else {
+      this.refused(key, reason);
+    }
   }
 }
 
@@ -430,7 +509,7 @@ async function postOverHttp(room, text) {
 class Client {
   constructor(room) {
     this.room = room;
-    this.socket = null;
+    this.outbox = new Outbox(room);
   }
 
   async run() {
@@ -446,9 +525,9 @@ class Client {
   }
 
   async runSocket() {
-    this.socket = new SocketTransport(this.room);
-    const outcome = await this.socket.run();
-    this.socket = null;
+    this.outbox.socket = new SocketTransport(this.room, this.outbox);
+    const outcome = await this.outbox.socket.run();
+    this.outbox.socket = null;
     return outcome;
   }
 
@@ -497,7 +576,7 @@ class Client {
   send(text) {
     if (this.room.dead) return;
     this.room.showError("");
-    if (!this.socket?.send(text)) postOverHttp(this.room, text);
+    this.outbox.submit(text);
   }
 }
 

@@ -974,3 +974,77 @@ async fn after_three_failed_sockets_the_page_long_polls_and_upgrades_again_later
     assert_eq!(count(&reader, "while polling").await, 1);
     reader.close().await.unwrap();
 }
+
+/// Every post is resent with its key until the server answers it (issue 16, finding 2):
+/// a post whose socket closed before its ack goes again over HTTP, and a post refused with
+/// 503 while Redis is stalled goes again by itself once Redis is back. Each is in the room
+/// once, and its input is cleared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium, chromedriver and redis-server; run with --include-ignored"]
+async fn a_post_is_resent_with_its_key_until_it_is_in_exactly_once() {
+    if !browser_available() {
+        return;
+    }
+    let Some(redis) = redis_server::RedisServer::start("the resend test").await else {
+        return;
+    };
+    let url = redis.url();
+    let app = TestApp::spawn_with(move |s| {
+        s.store.backend = chatdemo::config::Backend::Redis;
+        s.store.redis_url = url;
+        s.store.key_prefix = "resend".into();
+    })
+    .await;
+    let driver = start_driver().await;
+    let client = browser(&driver, "resender", true).await;
+    client
+        .goto(&app.url("/auth/login?name=Resender"))
+        .await
+        .unwrap();
+    wait_for_transport(&client, "websocket", "the resender").await;
+
+    // The socket closes right after carrying the post: no ack can come back on it.
+    client
+        .execute(
+            "const send = WebSocket.prototype.send; \
+             WebSocket.prototype.send = function (data) { \
+               WebSocket.prototype.send = send; send.call(this, data); this.close(); };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    type_and_send(&client, "sent as the socket closed").await;
+    wait_for_message(&client, "sent as the socket closed", "the resender").await;
+    wait_for_input_cleared(&client, "the resender").await;
+
+    // Redis stalls: the post is refused (503), then resent by itself once Redis is back.
+    wait_for_transport(&client, "websocket", "the resender").await;
+    redis.pause(true);
+    type_and_send(&client, "sent during a stall").await;
+    wait_for(
+        &client,
+        "return document.getElementById('error').textContent.includes('sent again');",
+        "the page saying it will resend",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.pause(false);
+    wait_for_message(&client, "sent during a stall", "the resender").await;
+    wait_for_input_cleared(&client, "the resender").await;
+    let error_hidden = client
+        .execute("return document.getElementById('error').hidden;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(error_hidden, json!(true));
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for text in ["sent as the socket closed", "sent during a stall"] {
+        assert_eq!(count(&client, text).await, 1, "{text:?} in the inbox");
+        assert_eq!(
+            redis.copies_in_log("resend", text).await,
+            1,
+            "{text:?} in Redis"
+        );
+    }
+    client.close().await.unwrap();
+}

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::extract::{CheckedForm, ClientAddress};
-use crate::domain::{Cursor, LocalPath};
+use crate::domain::{Cursor, InputError, LocalPath, PostKey};
 use crate::error::AppError;
 use crate::form::empty_as_none;
 use crate::peer::PeerSocket;
@@ -30,11 +30,16 @@ pub(super) struct PollForm {
 }
 
 pub(super) async fn post_message(
+    req: HttpRequest,
     CheckedForm { login, form }: CheckedForm<PostForm>,
     ClientAddress(address): ClientAddress,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let entry = state.room.post(&login, &address, &form.body).await?;
+    let key = idempotency_key(&req)?;
+    let entry = state
+        .room
+        .post(&login, &address, &form.body, key.as_ref())
+        .await?;
     Ok(match form.next {
         Some(next) => HttpResponse::Found()
             .insert_header((header::LOCATION, next.as_str()))
@@ -44,6 +49,15 @@ pub(super) async fn post_message(
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .body(entry.json.clone().into_bytes()),
     })
+}
+
+/// The post's `Idempotency-Key`, if it has one; a malformed one is 400.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<PostKey>, AppError> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let text = value.to_str().map_err(|_| InputError::BadIdempotencyKey)?;
+    Ok(Some(PostKey::from_header(text)?))
 }
 
 pub(super) async fn poll_updates(

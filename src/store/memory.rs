@@ -2,7 +2,7 @@
 //! alone. The log gives ids the way a Redis stream does (`ms-seq`, only growing) under a
 //! lock, and hands each record to this instance's follower in that same order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -12,11 +12,11 @@ use tokio::sync::Notify;
 
 use super::{
     Backend, Log, LogEvent, LogSource, LogoutList, LogoutSource, Post, PresenceRegistry,
-    PresenceSettings, Record, Snapshot, StoreError,
+    PresenceSettings, Record, Snapshot, StoreError, POST_KEY_TTL,
 };
 use crate::auth::LoginId;
 use crate::config::RoomSettings;
-use crate::domain::{Epoch, Kind, MessageBody, MessageId, Position, Timestamp, UserName};
+use crate::domain::{Epoch, Kind, MessageBody, MessageId, Position, PostKey, Timestamp, UserName};
 use crate::metrics::Metrics;
 use crate::rate::RateLimiter;
 
@@ -35,6 +35,7 @@ pub(super) fn open(
             unread: Vec::new(),
         }),
         appended: Notify::new(),
+        keys: Mutex::new(PostKeys::default()),
         rate: RateLimiter::new(room.rate_burst, room.rate_per_sec),
         address_rate: RateLimiter::new(room.address_burst, room.address_per_sec),
     }));
@@ -67,6 +68,9 @@ struct LogState {
     tail: Mutex<Tail>,
     /// Woken after each append, for the follower.
     appended: Notify,
+    /// Posts' keys, for [`POST_KEY_TTL`]. Held from the lookup to the append, so a repeat
+    /// racing the first post waits for it and finds it.
+    keys: Mutex<PostKeys>,
     /// Per login.
     rate: RateLimiter,
     /// Per client address, across its logins.
@@ -106,16 +110,58 @@ impl LogState {
     }
 }
 
+/// The keys of recent posts, per login, each with what its post stored; forgotten
+/// [`POST_KEY_TTL`] after the post.
+#[derive(Default)]
+struct PostKeys {
+    stored: HashMap<(LoginId, PostKey), Record>,
+    /// The same keys, oldest first, with when each expires.
+    expiry: VecDeque<(Instant, (LoginId, PostKey))>,
+}
+
+impl PostKeys {
+    fn find(&mut self, key: &(LoginId, PostKey), now: Instant) -> Option<Record> {
+        while let Some((_, old)) = self.expiry.front().filter(|(at, _)| *at <= now) {
+            self.stored.remove(old);
+            self.expiry.pop_front();
+        }
+        self.stored.get(key).cloned()
+    }
+
+    fn remember(&mut self, key: (LoginId, PostKey), record: Record, now: Instant) {
+        self.expiry.push_back((now + POST_KEY_TTL, key.clone()));
+        self.stored.insert(key, record);
+    }
+}
+
 impl Log for MemoryLog {
-    fn append<'a>(&'a self, post: Post<'a>) -> BoxFuture<'a, Result<MessageId, StoreError>> {
+    fn append<'a>(&'a self, post: Post<'a>) -> BoxFuture<'a, Result<Record, StoreError>> {
         let log = &self.0;
+        let now = Instant::now();
+        let mut keys = log.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let key = post.key.map(|key| (post.login.clone(), key.clone()));
+        if let Some(first) = key.as_ref().and_then(|key| keys.find(key, now)) {
+            return Box::pin(std::future::ready(Ok(first)));
+        }
         let charged = RateLimiter::check_both(
             (&log.rate, post.login.as_str()),
             (&log.address_rate, post.address),
-            Instant::now(),
+            now,
         );
         let result = charged
-            .map(|()| log.push(post.from.clone(), post.body.clone(), Kind::Message))
+            .map(|()| {
+                let id = log.push(post.from.clone(), post.body.clone(), Kind::Message);
+                let record = Record {
+                    id,
+                    from: post.from.clone(),
+                    body: post.body.clone(),
+                    kind: Kind::Message,
+                };
+                if let Some(key) = key {
+                    keys.remember(key, record.clone(), now);
+                }
+                record
+            })
             .map_err(StoreError::RateLimited);
         Box::pin(std::future::ready(result))
     }

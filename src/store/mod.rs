@@ -14,7 +14,9 @@ use futures_core::future::BoxFuture;
 
 use crate::auth::LoginId;
 use crate::config::{Backend as Kind, Settings};
-use crate::domain::{Epoch, Kind as EntryKind, MessageBody, MessageId, Position, UserName};
+use crate::domain::{
+    Epoch, Kind as EntryKind, MessageBody, MessageId, Position, PostKey, UserName,
+};
 use crate::metrics::Metrics;
 pub use redis::StoreStartError;
 
@@ -30,13 +32,20 @@ pub enum StoreError {
     Internal(String),
 }
 
-/// A post on its way into the log: who, from where, what.
+/// How long a post's key is remembered: a repeat within this time, on any instance, is
+/// answered with the first post's message and stores nothing.
+pub const POST_KEY_TTL: Duration = Duration::from_secs(600);
+
+/// A post on its way into the log: who, from where, what, and what makes a resend of it
+/// the same post.
 pub struct Post<'a> {
     pub login: &'a LoginId,
     /// The client's address, for its posting budget (see `forwarded`).
     pub address: &'a str,
     pub from: &'a UserName,
     pub body: &'a MessageBody,
+    /// The client's key for this post; `None`: the client will not resend it.
+    pub key: Option<&'a PostKey>,
 }
 
 /// An entry as the log keeps it, before this instance renders it.
@@ -73,8 +82,10 @@ pub enum LogEvent {
 /// The room's log: it gives ids, in order, and every instance follows it.
 pub trait Log: Send + Sync {
     /// Charges the post to its login's and its address's budgets and appends it; returns
-    /// its id. An error means nothing was stored.
-    fn append<'a>(&'a self, post: Post<'a>) -> BoxFuture<'a, Result<MessageId, StoreError>>;
+    /// the record stored. A post whose key this login used within [`POST_KEY_TTL`] is not
+    /// charged or stored again: the answer is the record the first one stored. An error
+    /// means nothing was stored, ever (not even later, by a store that was stalled).
+    fn append<'a>(&'a self, post: Post<'a>) -> BoxFuture<'a, Result<Record, StoreError>>;
 
     /// Everything appended from now on, for this instance. Call once.
     fn follow(&self) -> Box<dyn LogSource>;

@@ -246,6 +246,21 @@ impl TestUser {
             .await
     }
 
+    /// Posts a message with this user's XSRF token and `key` as its `Idempotency-Key`.
+    pub async fn say_with_key(&self, text: &str, key: &str) -> reqwest::Response {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([("body", text), ("_xsrf", &self.xsrf())])
+            .finish();
+        self.client
+            .post(format!("{}/a/message/new", self.base))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Idempotency-Key", key)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Posts a message that must be accepted; returns it.
     pub async fn say_ok(&self, text: &str) -> Msg {
         let response = self.say(text).await;

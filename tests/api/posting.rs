@@ -1,4 +1,4 @@
-use crate::helpers::TestApp;
+use crate::helpers::{next_text, page_message_ids, send_text, Msg, TestApp};
 
 #[tokio::test]
 async fn a_post_answers_the_message_with_keys_in_order() {
@@ -211,4 +211,59 @@ async fn reversed_and_invisible_text_cannot_disguise_a_message() {
         let response = user.say(invisible).await;
         assert_eq!(response.status(), 400, "{invisible:?}");
     }
+}
+
+/// A post resent with its `Idempotency-Key` (over HTTP, or as a socket frame's nonce) is
+/// the same post: the first one's message again, nothing stored, nothing charged. Another
+/// key, or another login's same key, is another post; a malformed key is 400.
+#[tokio::test]
+async fn a_resend_with_the_same_idempotency_key_is_the_same_post() {
+    let app = TestApp::spawn_with(|s| {
+        s.room.rate_burst = 2;
+        s.room.rate_per_sec = 0.01;
+    })
+    .await;
+    let user = app.login(None).await;
+    let first = user.say_with_key("hello", "k-1").await;
+    assert_eq!(first.status(), 200);
+    let first: Msg = first.json().await.unwrap();
+    // Three resends, whatever they say: more than the budget allows, were each charged.
+    for body in ["hello", "changed", "again"] {
+        let again = user.say_with_key(body, "k-1").await;
+        assert_eq!(again.status(), 200, "resend of k-1");
+        let again: Msg = again.json().await.unwrap();
+        assert_eq!(
+            (again.id.as_str(), again.body.as_str()),
+            (first.id.as_str(), "hello")
+        );
+    }
+    // The socket's nonce is the same key.
+    let mut ws = app.socket(&user, Some(&first.id)).await;
+    let frame = serde_json::json!({"body": "hello", "_xsrf": user.xsrf(), "nonce": "k-1"});
+    send_text(&mut ws, &frame.to_string()).await;
+    let ack: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(ack["id"].as_str(), Some(first.id.as_str()), "{ack}");
+    // Another key is another post; another login's k-1 is its own.
+    let second: Msg = user
+        .say_with_key("hello", "k-2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(second.id, first.id);
+    let other = app.login(None).await;
+    let theirs: Msg = other
+        .say_with_key("hello", "k-1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(theirs.id, first.id);
+    // Malformed keys: 400, and nothing stored.
+    for bad in ["", "a b", "k.1", &"x".repeat(65)] {
+        let response = user.say_with_key("bad key", bad).await;
+        assert_eq!(response.status(), 400, "key {bad:?}");
+    }
+    let ids = page_message_ids(&user.page().await);
+    assert_eq!(ids, [first.id, second.id, theirs.id]);
 }

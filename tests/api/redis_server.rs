@@ -85,6 +85,31 @@ impl RedisServer {
         cmd.query_async(&mut conn).await.unwrap()
     }
 
+    /// How many entries of the room `prefix`'s log carry `body`.
+    pub async fn copies_in_log(&self, prefix: &str, body: &str) -> usize {
+        let entries: redis::streams::StreamRangeReply = self
+            .command(&["XRANGE", &format!("{prefix}:log"), "-", "+"])
+            .await;
+        entries
+            .ids
+            .iter()
+            .filter(|entry| entry.get::<String>("body").as_deref() == Some(body))
+            .count()
+    }
+
+    /// SIGSTOP (`stop = true`) or SIGCONT: a stalled server that keeps every connection
+    /// open and answers nothing, then carries on.
+    pub fn pause(&self, stop: bool) {
+        let child = self.child.as_ref().expect("running");
+        let signal = if stop { "-STOP" } else { "-CONT" };
+        let done = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(done.success(), "signal to redis-server");
+    }
+
     /// SIGKILL: no goodbye to anyone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -9,7 +9,8 @@ use std::time::Duration;
 use chatdemo::config::Backend;
 
 use crate::helpers::{
-    assert_one_order, follow_socket, next_batch, page_cursor, page_message_ids, TestApp, TestUser,
+    assert_one_order, follow_socket, next_batch, page_cursor, page_message_ids, Msg, TestApp,
+    TestUser,
 };
 use crate::redis_server::RedisServer;
 
@@ -635,4 +636,137 @@ async fn a_cursor_newer_than_the_stream_is_a_reset_at_once() {
     let replay = next_batch(&mut ws).await;
     assert!(replay.reset);
     b.follower_pause.resume();
+}
+
+/// A stalled Redis closes nothing, it just stops answering: `/healthz` says 503 within
+/// 2 s of it (finding 5 of the second attack: it stayed 200 for 10 s), and 200 again once
+/// Redis carries on.
+#[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
+async fn health_is_503_within_2_s_of_a_stalled_redis() {
+    let Some(redis) = RedisServer::start("health_is_503_within_2_s").await else {
+        return;
+    };
+    let app = instance(&redis, "stalled").await;
+    wait_for_health(&app, 200).await;
+    redis.pause(true);
+    let stalled = std::time::Instant::now();
+    let mut status = 200;
+    while stalled.elapsed() < Duration::from_secs(2) {
+        status = reqwest::get(app.url("/healthz"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = stalled.elapsed();
+    redis.pause(false);
+    assert_eq!(status, 503, "/healthz still 200 {after:?} into the stall");
+    wait_for_health(&app, 200).await;
+}
+
+/// Finding 2 of the second attack: Redis paused, a post answered 503 was stored anyway
+/// when Redis ran the queued script on waking, and the resend `Retry-After` invites made a
+/// second copy. Now a post answered with an error stored nothing, ever (the script refuses
+/// past its deadline by Redis's clock), and the resend with the same key, on any
+/// instance, stores it once.
+#[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
+async fn a_post_answered_503_is_never_stored_and_its_resend_is_stored_once() {
+    let Some(redis) = RedisServer::start("a_post_answered_503_is_never_stored").await else {
+        return;
+    };
+    let a = instance(&redis, "late").await;
+    let b = instance(&redis, "late").await;
+    let user = a.login(None).await;
+    let mut ws = user.socket(None).await;
+    // Each instance has run the script once: Redis has it, as in any room in use (a first
+    // post's `EVALSHA` queued in a stall would find no script and store nothing anyway).
+    user.say_ok("before").await;
+    user.at(&b.address).say_ok("before").await;
+    crate::helpers::next_batch(&mut ws).await;
+    crate::helpers::next_batch(&mut ws).await;
+
+    redis.pause(true);
+    let stalled = std::time::Instant::now();
+    let frame =
+        serde_json::json!({"body": "sent over the socket", "_xsrf": user.xsrf(), "nonce": "ws-1"});
+    let over_socket = async {
+        crate::helpers::send_text(&mut ws, &frame.to_string()).await;
+        let reply = crate::helpers::next_text(&mut ws).await;
+        serde_json::from_str::<serde_json::Value>(&reply).unwrap()
+    };
+    let (over_http, unkeyed, error) = tokio::join!(
+        user.say_with_key("sent over http", "http-1"),
+        user.say("sent without a key"),
+        over_socket
+    );
+    let answered = stalled.elapsed();
+    // Long enough that each queued script is past its deadline when Redis wakes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.pause(false);
+    assert_eq!(over_http.status(), 503);
+    assert_eq!(unkeyed.status(), 503);
+    assert_eq!(error["nonce"], "ws-1", "{error}");
+    assert!(answered < Duration::from_secs(3), "503s took {answered:?}");
+    wait_for_health(&a, 200).await;
+    // Whatever Redis ran on waking has run by now: a write after it answers after it.
+    user.say_ok("after the stall").await;
+    for body in [
+        "sent over http",
+        "sent without a key",
+        "sent over the socket",
+    ] {
+        assert_eq!(
+            redis.copies_in_log("late", body).await,
+            0,
+            "{body:?} was stored"
+        );
+    }
+
+    // The resends, on either instance, twice each: one copy each.
+    let on_b = user.at(&b.address);
+    let first: Msg = on_b
+        .say_with_key("sent over http", "http-1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let again: Msg = user
+        .say_with_key("sent over http", "http-1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first.id, again.id);
+    let mut ws_b = on_b.socket(None).await;
+    let mut acks = Vec::new();
+    for socket in [&mut ws, &mut ws_b] {
+        crate::helpers::send_text(socket, &frame.to_string()).await;
+        loop {
+            let reply: serde_json::Value =
+                serde_json::from_str(&crate::helpers::next_text(socket).await).unwrap();
+            if reply.get("ack").is_some() {
+                acks.push(reply["id"].as_str().unwrap().to_owned());
+                break;
+            }
+        }
+    }
+    assert_eq!(acks[0], acks[1]);
+    // The socket's nonce and the header are one key space: the socket's post resent over
+    // HTTP is the same post.
+    let over_http_again: Msg = user
+        .say_with_key("sent over the socket", "ws-1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(over_http_again.id, acks[0]);
+    for body in ["sent over http", "sent over the socket"] {
+        assert_eq!(redis.copies_in_log("late", body).await, 1, "{body:?}");
+    }
 }

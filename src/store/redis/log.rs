@@ -2,7 +2,7 @@
 //! each instance follows the stream (see `stream`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_core::future::BoxFuture;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
@@ -12,15 +12,19 @@ use redis::{RedisError, Script};
 use super::stream::{Follower, Step, Stream};
 use super::{record, Shared};
 use crate::config::RoomSettings;
-use crate::domain::{Epoch, MessageId, Position};
-use crate::store::{Log, LogEvent, LogSource, Post, Snapshot, StoreError};
+use crate::domain::{Epoch, Kind, MessageBody, MessageId, Position, UserName};
+use crate::store::{Log, LogEvent, LogSource, Post, Record, Snapshot, StoreError, POST_KEY_TTL};
 
-/// How long a post keeps retrying a write whose outcome it does not know.
+/// How long a post keeps retrying a write whose outcome it does not know; then it is
+/// answered 503.
 const WRITE_DEADLINE: Duration = Duration::from_secs(1);
+/// How long after the post began Redis may still run its script (by Redis's clock); later
+/// the script stores nothing. The rest of [`WRITE_DEADLINE`] is for its answer to come
+/// back: an answer this instance stopped waiting for is never of a stored post unless
+/// Redis took longer than that to send it after running the script.
+const SCRIPT_DEADLINE: Duration = Duration::from_millis(700);
 /// The first pause between two attempts of a write (then twice, then four times that).
 const RETRY_FIRST: Duration = Duration::from_millis(100);
-/// How long a posted message's id stays remembered for retries.
-const IDEMPOTENCY_TTL_SECS: u64 = 300;
 
 pub(super) struct RedisLog {
     shared: Arc<Shared>,
@@ -64,10 +68,21 @@ impl RedisLog {
         }
     }
 
-    /// The script, retried with the same idempotency key while its outcome is unknown.
-    async fn store(&self, post: Post<'_>) -> Result<MessageId, StoreError> {
+    /// The script, retried with the same key while its outcome is unknown, each attempt
+    /// carrying the same deadline.
+    async fn store(&self, post: Post<'_>) -> Result<Record, StoreError> {
         let keys = &self.shared.keys;
-        let post_key = format!("{}:post:{}", keys.prefix, uuid::Uuid::new_v4().simple());
+        let began = SystemTime::now();
+        let own_key;
+        let key = match post.key {
+            Some(key) => key.as_str(),
+            None => {
+                own_key = uuid::Uuid::new_v4().simple().to_string();
+                &own_key
+            }
+        };
+        let post_key = format!("{}:post:{}:{key}", keys.prefix, post.login.as_str());
+        let script_deadline = self.shared.clock.redis_ms(began + SCRIPT_DEADLINE);
         let rate_key = format!("{}:rate:{}", keys.prefix, post.login.as_str());
         let address_key = format!("{}:arate:{}", keys.prefix, post.address);
         let mut invocation = self.append.prepare_invoke();
@@ -77,7 +92,7 @@ impl RedisLog {
             .key(&post_key)
             .key(&rate_key)
             .key(&address_key)
-            .arg(IDEMPOTENCY_TTL_SECS)
+            .arg(POST_KEY_TTL.as_secs())
             .arg(self.shared.cache_size)
             .arg(post.from.as_str())
             .arg(post.body.as_str())
@@ -85,7 +100,9 @@ impl RedisLog {
             .arg(self.rates.per_sec)
             .arg(Epoch::random().as_str())
             .arg(self.rates.address_burst)
-            .arg(self.rates.address_per_sec);
+            .arg(self.rates.address_per_sec)
+            .arg(script_deadline)
+            .arg(if post.key.is_some() { "1" } else { "0" });
         let deadline = Instant::now() + WRITE_DEADLINE;
         let mut attempt = 0;
         let reply: Vec<String> = loop {
@@ -108,20 +125,47 @@ impl RedisLog {
             tokio::time::sleep(RETRY_FIRST * (1 << attempt.min(2))).await;
             attempt += 1;
         };
+        let parse_id = |id: &str| {
+            MessageId::parse(id)
+                .ok_or_else(|| StoreError::Internal(format!("bad id from Redis: {id}")))
+        };
+        let record = |id, from, body| Record {
+            id,
+            from,
+            body,
+            kind: Kind::Message,
+        };
         match reply.as_slice() {
             [status, ms] if status == "rate" => {
                 let ms = ms.parse().unwrap_or(1000);
                 Err(StoreError::RateLimited(Duration::from_millis(ms)))
             }
-            [status, id] if status == "ok" => MessageId::parse(id)
-                .ok_or_else(|| StoreError::Internal(format!("bad id from Redis: {id}"))),
-            other => Err(StoreError::Internal(format!("bad reply: {other:?}"))),
+            [status] if status == "late" => {
+                tracing::warn!("post refused: Redis ran it past its deadline");
+                Err(StoreError::Unavailable)
+            }
+            [status, id] if status == "ok" => {
+                Ok(record(parse_id(id)?, post.from.clone(), post.body.clone()))
+            }
+            // A repeat: what the first post with this key stored.
+            [status, id, from, body] if status == "ok" => {
+                let from = UserName::parse(from)
+                    .map_err(|_| StoreError::Internal("bad name from Redis".into()))?;
+                let body = MessageBody::parse(body, usize::MAX)
+                    .map_err(|_| StoreError::Internal("bad body from Redis".into()))?;
+                Ok(record(parse_id(id)?, from, body))
+            }
+            // Not shown: a reply may hold a message's text.
+            other => Err(StoreError::Internal(format!(
+                "a reply of {} fields from the post script",
+                other.len()
+            ))),
         }
     }
 }
 
 impl Log for RedisLog {
-    fn append<'a>(&'a self, post: Post<'a>) -> BoxFuture<'a, Result<MessageId, StoreError>> {
+    fn append<'a>(&'a self, post: Post<'a>) -> BoxFuture<'a, Result<Record, StoreError>> {
         Box::pin(self.store(post))
     }
 

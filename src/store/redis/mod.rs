@@ -6,8 +6,9 @@
 //!   many). Its entry ids are the positions of the room's message ids.
 //! - `P:epoch`: a random value made with the log. If Redis loses its data the next write
 //!   makes a new one, and every instance sees entries carry it: clients get `reset`.
-//! - `P:post:{uuid}`: the id a post was stored under, kept 5 minutes, so a write retried
-//!   after its answer was lost is not stored twice.
+//! - `P:post:{login}:{key}`: what a post was stored as (a hash: `id`, `from`, `body`), kept
+//!   10 minutes, so a post resent by its client (same key) or a write retried after its
+//!   answer was lost is not stored twice. A post without a client's key gets a random one.
 //! - `P:rate:{login}` and `P:arate:{address}`: the token buckets of a login and of a client
 //!   address, one budget across instances.
 //! - `P:online` (login → expiry, a sorted set) and `P:who` (login → since and name):
@@ -26,8 +27,9 @@ mod presence;
 mod stream;
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::{StreamId, StreamRangeReply};
@@ -83,6 +85,63 @@ struct Shared {
     /// Entries the log keeps (`room.cache_size`).
     cache_size: usize,
     metrics: Arc<Metrics>,
+    clock: RedisClock,
+    /// What the log's reader knows (its connection is up) and what the health watch knows
+    /// (Redis answers in time): the store is up when both say so.
+    following: AtomicBool,
+    answering: AtomicBool,
+}
+
+impl Shared {
+    fn set_following(&self, up: bool) {
+        self.following.store(up, Relaxed);
+        self.report_health();
+    }
+
+    fn set_answering(&self, up: bool) {
+        self.answering.store(up, Relaxed);
+        self.report_health();
+    }
+
+    fn report_health(&self) {
+        let up = self.following.load(Relaxed) && self.answering.load(Relaxed);
+        self.metrics.store_up.store(u64::from(up), Relaxed);
+    }
+}
+
+/// Redis's clock as this instance last measured it, so a post can carry a deadline that
+/// Redis itself checks (see `append.lua`): the two hosts' clocks need not agree.
+#[derive(Default)]
+struct RedisClock {
+    /// Redis's Unix time minus ours, in ms.
+    offset_ms: AtomicI64,
+}
+
+impl RedisClock {
+    /// Learns the offset from a `TIME` answer sent at `sent` and received now: Redis read
+    /// its clock somewhere between, taken as the middle (off by at most half the round
+    /// trip).
+    fn sample(&self, sent: SystemTime, (secs, micros): (i64, i64)) {
+        let received = unix_ms(SystemTime::now());
+        let middle = (unix_ms(sent) + received) / 2;
+        let redis = secs * 1000 + micros / 1000;
+        self.offset_ms.store(redis - middle, Relaxed);
+    }
+
+    /// Redis's Unix time in ms at our `local` time.
+    fn redis_ms(&self, local: SystemTime) -> i64 {
+        unix_ms(local) + self.offset_ms.load(Relaxed)
+    }
+}
+
+fn unix_ms(at: SystemTime) -> i64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `TIME`'s answer, (seconds, microseconds).
+async fn redis_time(conn: &mut impl redis::aio::ConnectionLike) -> Result<(i64, i64), RedisError> {
+    redis::cmd("TIME").query_async(conn).await
 }
 
 /// Connects, loads the log's newest entries and the ended logins; refuses to start
@@ -111,16 +170,23 @@ pub(super) async fn open(
         keys: Keys::new(&settings.store.key_prefix),
         cache_size: settings.room.cache_size,
         metrics,
+        clock: RedisClock::default(),
+        following: AtomicBool::new(true),
+        answering: AtomicBool::new(true),
     });
     let mut conn = shared.reader_connection().await.map_err(connect)?;
+    let sent = SystemTime::now();
+    let time = redis_time(&mut conn).await.map_err(connect)?;
+    shared.clock.sample(sent, time);
     let start = shared.load_snapshot(&mut conn).await.map_err(connect)?;
     let (ended, _) = logouts::load(&shared, &mut conn).await.map_err(connect)?;
-    shared.metrics.store_up.store(1, Relaxed);
+    shared.report_health();
     tracing::info!(
         entries = start.records.len(),
         ended_logins = ended.len(),
         "history and ended logins loaded from Redis"
     );
+    tokio::spawn(watch_answers(shared.clone(), writer.clone()));
     let log = log::RedisLog::new(shared.clone(), writer.clone(), &settings.room, &start);
     let presence = presence.map(|settings| {
         Box::new(presence::RedisPresence::new(
@@ -136,6 +202,41 @@ pub(super) async fn open(
         logouts: Arc::new(logouts::RedisLogouts::new(shared, writer)),
         ended,
     })
+}
+
+/// How often the store is asked whether it answers, and how long an answer may take.
+const ASK_EVERY: Duration = Duration::from_millis(500);
+const ANSWER_WAIT: Duration = Duration::from_secs(1);
+
+/// A stalled Redis (paused, swapping, its host frozen) closes no connection: the log's
+/// blocking read just waits. So the writer's connection is asked the `TIME` twice a second,
+/// and a missing answer within a second marks the store down (`/healthz` 503) until one
+/// comes back: a stall shows within about 1.5 s. Each answer also keeps Redis's clock.
+async fn watch_answers(shared: Arc<Shared>, writer: ConnectionManager) {
+    let mut every = tokio::time::interval(ASK_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stalled = false;
+    loop {
+        every.tick().await;
+        let mut conn = writer.clone();
+        let sent = SystemTime::now();
+        let answer = tokio::time::timeout(ANSWER_WAIT, redis_time(&mut conn)).await;
+        if let Ok(Ok(time)) = answer {
+            shared.clock.sample(sent, time);
+        }
+        // A refused or dropped connection is the log's reader's to report (once per
+        // outage); a silence is what only this watch sees.
+        if answer.is_err() && !stalled {
+            tracing::warn!("Redis stalled: no answer within a second; reported down");
+        } else if matches!(answer, Ok(Ok(_))) && stalled {
+            tracing::info!("Redis answers again after a stall");
+        }
+        stalled = answer.is_err();
+        shared.set_answering(matches!(answer, Ok(Ok(_))));
+        if Arc::strong_count(&shared) == 1 {
+            return; // Everything else using the store is gone.
+        }
+    }
 }
 
 /// A client for `url`; for `rediss://` with `ca_file`, checking the server against it.

@@ -148,7 +148,7 @@ impl<F: Follower> Stream<F> {
                 "Redis reachable again; following the log"
             );
         }
-        self.shared.metrics.store_up.store(1, Relaxed);
+        self.shared.set_following(true);
     }
 
     /// Drops the connection and waits before the next attempt. An outage is logged once
@@ -156,7 +156,7 @@ impl<F: Follower> Stream<F> {
     async fn failed(&mut self, error: RedisError) {
         self.conn = None;
         if self.reports {
-            self.shared.metrics.store_up.store(0, Relaxed);
+            self.shared.set_following(false);
             if self.outage.is_none() {
                 tracing::warn!(%error, "Redis unreachable; posts get 503 until it returns");
                 self.outage = Some(Instant::now());
