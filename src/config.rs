@@ -41,6 +41,8 @@ pub struct ServerSettings {
     pub workers: usize,
     /// 0 means derived from the open-file limit (see [`ServerSettings::connection_limit`]).
     pub max_connections: usize,
+    /// The most of those one client address may hold; 0 means a tenth of them.
+    pub max_connections_per_address: usize,
     /// A theme directory with `templates/` and `static/`; `None` (empty) means the
     /// built-in files.
     #[serde(deserialize_with = "empty_as_none")]
@@ -54,6 +56,9 @@ pub struct ServerSettings {
     /// How long a POST body may take to arrive in full.
     #[serde(deserialize_with = "within::<1, 3600, _, _>")]
     pub body_timeout_secs: u64,
+    /// How long an HTTP answer may take to be written; a client that reads slower is cut.
+    #[serde(deserialize_with = "within::<1, 3600, _, _>")]
+    pub write_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -539,8 +544,20 @@ impl ServerSettings {
         }
     }
 
+    /// One address's share of `limit` (the connection limit in force).
+    pub fn address_share(&self, limit: usize) -> usize {
+        match self.max_connections_per_address {
+            0 => (limit / 10).max(1),
+            n => n.min(limit),
+        }
+    }
+
     pub fn body_timeout(&self) -> Duration {
         Duration::from_secs(self.body_timeout_secs)
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_secs)
     }
 }
 

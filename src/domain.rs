@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use bytestring::ByteString;
 use rand::Rng;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -379,6 +380,10 @@ impl Serialize for Timestamp {
     }
 }
 
+fn as_str<S: Serializer>(text: &ByteString, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_str(text)
+}
+
 /// What an entry of the room is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -422,8 +427,10 @@ pub struct Message {
     pub id: MessageId,
     pub from: UserName,
     pub body: MessageBody,
-    /// Rendered from `templates/message.html`.
-    pub html: String,
+    /// Rendered from `templates/message.html`; shared, so the page is written out from it
+    /// without a copy.
+    #[serde(serialize_with = "as_str")]
+    pub html: ByteString,
     pub time: Timestamp,
     pub kind: Kind,
 }
@@ -436,7 +443,7 @@ impl Message {
             id: id.clone(),
             from: UserName("Ann".to_owned()),
             body: MessageBody(body.to_owned()),
-            html: format!("<div>{body}</div>"),
+            html: format!("<div>{body}</div>").into(),
             time: Timestamp::of(id),
             kind: Kind::Message,
         }

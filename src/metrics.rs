@@ -24,6 +24,9 @@ pub struct Metrics {
     pub store_up: AtomicU64,
     /// Attempts to reconnect to the store after it became unreachable.
     pub store_reconnects: AtomicU64,
+    /// Times this instance found logout announcements trimmed before it read them, and
+    /// reloaded every ended login.
+    pub logout_reloads: AtomicU64,
 }
 
 impl Metrics {
@@ -76,6 +79,12 @@ impl Metrics {
                 "counter",
                 "Attempts to reconnect to the message store after losing it.",
                 &self.store_reconnects,
+            ),
+            (
+                "chatdemo_logout_reloads_total",
+                "counter",
+                "Times logout announcements were trimmed before this instance read them (it lagged), so it reloaded every ended login.",
+                &self.logout_reloads,
             ),
         ];
         let mut out = String::new();

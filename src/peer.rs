@@ -13,7 +13,9 @@
 //!   open; the per-thread hang-up watcher looks only at requests still registered, and a
 //!   request leaves the register when its future is dropped;
 //! - a WebSocket task outlives its request, so it asks [`BodyAlive`], a token the response
-//!   body (owned by the dispatcher) holds.
+//!   body (owned by the dispatcher) holds;
+//! - an answer's write deadline is registered by a guard its response body holds, and the
+//!   guard's drop unregisters it, so a registered deadline's socket is open.
 #![allow(unsafe_code)]
 
 use std::any::Any;
@@ -25,7 +27,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::Extensions;
@@ -35,6 +37,8 @@ use tokio::sync::oneshot;
 
 /// How often a handler waiting on the room looks whether its client is still there.
 const HANG_UP_CHECK: Duration = Duration::from_millis(500);
+/// How often each worker looks for answers past their write deadline.
+const DEADLINE_CHECK: Duration = Duration::from_millis(500);
 
 /// One accepted connection's socket.
 #[derive(Clone, Copy, Debug)]
@@ -97,6 +101,25 @@ impl PeerSocket {
         HangUp { key, told }
     }
 
+    /// Cuts the connection (see [`PeerSocket::abort`]) if the answer is still being written
+    /// at `deadline`: actix-web has no write deadline, and a client that does not read
+    /// would otherwise keep its answer and its connection slot for good. Hold the guard
+    /// in the response body: once the dispatcher has taken the whole body, the guard
+    /// drops and the deadline with it (what is left, at most `h1_write_buffer_size`, is
+    /// closed by actix-web's own keep-alive timer).
+    pub fn write_deadline(self, deadline: Instant) -> WriteDeadline {
+        let key = DEADLINES.with_borrow_mut(|answers| {
+            if !answers.running {
+                answers.running = true;
+                actix_web::rt::spawn(enforce_deadlines_on_this_thread());
+            }
+            answers.next_key += 1;
+            answers.deadlines.insert(answers.next_key, (self, deadline));
+            answers.next_key
+        });
+        WriteDeadline { key }
+    }
+
     /// Drops the connection at once with a reset, discarding whatever the client has not
     /// read: the dispatcher's next write fails and it closes the socket. Does nothing if
     /// the response body behind `alive` is gone (the dispatcher may be gone with it).
@@ -104,6 +127,11 @@ impl PeerSocket {
         if alive.0.strong_count() == 0 {
             return;
         }
+        self.reset();
+    }
+
+    /// See [`PeerSocket::abort`]; the caller knows the dispatcher is alive.
+    fn reset(self) {
         self.with(|s| {
             // Linger 0: close sends RST and frees the unsent data instead of trying to
             // deliver it to a client that does not read.
@@ -167,6 +195,50 @@ async fn watch_this_thread() {
                 .extract_if(|_, (peer, _)| peer.has_hung_up());
             for (_, (_, tell)) in gone {
                 let _ = tell.send(());
+            }
+        });
+    }
+}
+
+/// The answers of this worker thread being written, each with its deadline.
+#[derive(Default)]
+struct Deadlines {
+    deadlines: HashMap<u64, (PeerSocket, Instant)>,
+    next_key: u64,
+    running: bool,
+}
+
+thread_local! {
+    static DEADLINES: RefCell<Deadlines> = RefCell::default();
+}
+
+/// An answer's write deadline, registered while this lives (in the response body).
+pub struct WriteDeadline {
+    key: u64,
+}
+
+impl Drop for WriteDeadline {
+    fn drop(&mut self) {
+        let _ = DEADLINES.try_with(|answers| answers.borrow_mut().deadlines.remove(&self.key));
+    }
+}
+
+/// This worker thread's enforcer: every `DEADLINE_CHECK`, cuts the connections of answers
+/// past their deadline. A registered answer's body is alive, so its socket is open (see
+/// the module comment).
+async fn enforce_deadlines_on_this_thread() {
+    let mut tick = tokio::time::interval(DEADLINE_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        DEADLINES.with_borrow_mut(|answers| {
+            let late = answers
+                .deadlines
+                .extract_if(|_, (_, deadline)| *deadline <= now);
+            for (_, (peer, _)) in late {
+                tracing::debug!("answer not read within the write deadline; connection cut");
+                peer.reset();
             }
         });
     }

@@ -20,7 +20,7 @@ use crate::auth::Login;
 use crate::domain::{Cursor, MessageBody, PostKey};
 use crate::error::AppError;
 use crate::hub::{
-    Entry, Feed, FeedEvent, Frame, HubClosed, HubConfig, HubHandle, LogStart, Subscription,
+    Batch, Entry, Feed, FeedEvent, HubClosed, HubConfig, HubHandle, LogStart, Subscription,
 };
 use crate::metrics::Metrics;
 use crate::store::{Log, LogEvent, LogSource, Post, Record, Snapshot, StoreError};
@@ -129,7 +129,7 @@ impl Room {
     }
 
     /// The long poll (see [`HubHandle::poll`]), its cursor vetted first.
-    pub async fn poll(&self, cursor: Option<Cursor>, hold: Duration) -> Frame {
+    pub async fn poll(&self, cursor: Option<Cursor>, hold: Duration) -> Batch {
         let cursor = self.vet(cursor).await;
         self.hub.poll(cursor, hold).await
     }
@@ -305,7 +305,7 @@ mod tests {
         )
         .await
         .expect("answered at once");
-        let text = over.to_string();
+        let text = over.text();
         assert!(text.contains("\"reset\":true"), "{text}");
         assert!(text.contains(first.as_str()), "{text}");
         for poll in held {

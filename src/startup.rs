@@ -111,6 +111,10 @@ impl Application {
             None => Presence::off(),
         };
         let security = &settings.security;
+        let provenance = Provenance::new(
+            settings.server.trusted_proxies.clone(),
+            security.allowed_origins.clone(),
+        );
         let revocations = Arc::new(Revocations::default());
         let logins = Logins::start(
             backend.logouts,
@@ -136,10 +140,7 @@ impl Application {
                 xsrf: XsrfKey::derive(&secret),
                 metrics: metrics.clone(),
                 http: HttpSettings {
-                    provenance: Provenance::new(
-                        settings.server.trusted_proxies.clone(),
-                        security.allowed_origins.clone(),
-                    ),
+                    provenance: provenance.clone(),
                     login_rate: RateLimiter::new(security.login_burst, security.login_per_sec),
                     poll_timeout: settings.room.poll_timeout(),
                     form_limit_bytes: settings.room.form_limit_bytes(),
@@ -159,7 +160,13 @@ impl Application {
             embedded: web::Data::new(EmbeddedStatic::new()),
             assets,
         });
-        let connection_limit = web::Data::new(ConnectionLimit::new(max_connections, metrics));
+        let connection_limit = web::Data::new(ConnectionLimit::new(
+            max_connections,
+            settings.server.address_share(max_connections),
+            provenance.clone(),
+            settings.server.write_timeout(),
+            metrics,
+        ));
 
         let address = format!("{}:{}", settings.server.address, settings.server.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {

@@ -117,7 +117,7 @@ impl Templates {
             id,
             from: from.clone(),
             body,
-            html,
+            html: html.into(),
             time,
             kind,
         })

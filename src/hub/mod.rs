@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::domain::{Cursor, Epoch, MessageId, Position};
 use crate::metrics::Metrics;
-pub use frame::{Entry, Frame};
+pub use frame::{Batch, Entry, Frame, Pieces};
 #[cfg(test)]
 pub(crate) use task::MAX_AHEAD;
 
@@ -78,7 +78,7 @@ pub(crate) enum Command {
     },
     Poll {
         cursor: Option<Cursor>,
-        reply: oneshot::Sender<Frame>,
+        reply: oneshot::Sender<Batch>,
     },
     Subscribe {
         cursor: Option<Cursor>,
@@ -165,15 +165,15 @@ impl HubHandle {
 
     /// The long poll: messages after `cursor` at once if there are any, else the next one
     /// posted, else (after `hold`) an empty answer. Never fails: a closed room answers empty.
-    pub async fn poll(&self, cursor: Option<Cursor>, hold: Duration) -> Frame {
+    pub async fn poll(&self, cursor: Option<Cursor>, hold: Duration) -> Batch {
         let (reply, answer) = oneshot::channel();
         if self.send(Command::Poll { cursor, reply }).await.is_err() {
-            return frame::empty();
+            return Batch::Frame(frame::empty());
         }
         // Dropping `answer` on timeout is the cancellation: the hub sees a closed sender.
         match tokio::time::timeout(hold, answer).await {
-            Ok(Ok(frame)) => frame,
-            _ => frame::empty(),
+            Ok(Ok(batch)) => batch,
+            _ => Batch::Frame(frame::empty()),
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::cache::{Cache, Since};
-use super::frame::{self, Entry, Frame};
+use super::frame::{self, Batch, Entry, Frame};
 use super::{Command, Feed, FeedEvent, HubConfig, LogStart, Snapshot, Subscription};
 use crate::domain::{Cursor, Epoch, MessageId, Position};
 use crate::metrics::Metrics;
@@ -62,7 +62,7 @@ pub(crate) struct Room {
     cache: Cache,
     /// Held long polls. All of them are at the newest message (else they would have been
     /// answered at once), so one frame answers them all.
-    waiters: Vec<oneshot::Sender<Frame>>,
+    waiters: Vec<oneshot::Sender<Batch>>,
     /// Length at which `waiters` is pruned before growing further.
     prune_at: usize,
     /// Posters waiting for their entry to come back from the log.
@@ -169,11 +169,11 @@ impl Room {
                 self.sockets = None;
                 let empty = frame::empty();
                 for waiter in self.waiters.drain(..) {
-                    let _ = waiter.send(empty.clone());
+                    let _ = waiter.send(Batch::Frame(empty.clone()));
                 }
                 for client in self.ahead.drain(..) {
                     if let Ahead::Poll { reply, .. } = client {
-                        let _ = reply.send(empty.clone());
+                        let _ = reply.send(Batch::Frame(empty.clone()));
                     }
                     // A socket still waiting to subscribe is refused by dropping `reply`.
                 }
@@ -231,7 +231,7 @@ impl Room {
         self.metrics.posted.fetch_add(1, Relaxed);
         let mut delivered = 0;
         for waiter in self.waiters.drain(..) {
-            if waiter.send(entry.frame.clone()).is_ok() {
+            if waiter.send(Batch::Frame(entry.frame.clone())).is_ok() {
                 delivered += 1;
             }
         }
@@ -258,7 +258,7 @@ impl Room {
             self.cache = Cache::of_log(capacity, log.epoch, log.floor, &log.entries);
             let frame = frame::batch(&log.entries, true);
             for waiter in self.waiters.drain(..) {
-                let _ = waiter.send(frame.clone());
+                let _ = waiter.send(Batch::of(log.entries.clone(), true));
             }
             if let Some(sockets) = &self.sockets {
                 let _ = sockets.send(frame);
@@ -289,9 +289,9 @@ impl Room {
         }
     }
 
-    fn poll(&mut self, cursor: Option<Cursor>, reply: oneshot::Sender<Frame>) {
+    fn poll(&mut self, cursor: Option<Cursor>, reply: oneshot::Sender<Batch>) {
         if self.sockets.is_none() {
-            let _ = reply.send(frame::empty());
+            let _ = reply.send(Batch::Frame(frame::empty()));
             return;
         }
         let since = self.cache.since(cursor.as_ref());
@@ -299,13 +299,12 @@ impl Room {
     }
 
     /// A poll's answer now, or its place among the waiters at the head or ahead of it.
-    fn answer_poll(&mut self, since: Since, cursor: Option<Cursor>, reply: oneshot::Sender<Frame>) {
+    fn answer_poll(&mut self, since: Since, cursor: Option<Cursor>, reply: oneshot::Sender<Batch>) {
         match since {
             Since::Messages { entries, reset } => {
-                if reply.send(frame::batch(&entries, reset)).is_ok() {
-                    self.metrics
-                        .delivered
-                        .fetch_add(entries.len() as u64, Relaxed);
+                let count = entries.len() as u64;
+                if reply.send(Batch::of(entries, reset)).is_ok() {
+                    self.metrics.delivered.fetch_add(count, Relaxed);
                 }
             }
             Since::Ahead if !self.room_ahead() => {
@@ -355,7 +354,7 @@ const MIN_PRUNE_AT: usize = 1024;
 enum Ahead {
     Poll {
         cursor: Cursor,
-        reply: oneshot::Sender<Frame>,
+        reply: oneshot::Sender<Batch>,
     },
     Socket {
         cursor: Cursor,

@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::extract::{CheckedForm, ClientAddress};
+use super::pieces::Pieces;
 use crate::domain::{Cursor, InputError, LocalPath, PostKey};
 use crate::error::AppError;
 use crate::form::empty_as_none;
@@ -74,9 +75,9 @@ pub(super) async fn poll_updates(
     // actix-web keeps running a handler whose client has gone (its socket sits in
     // CLOSE_WAIT), so a held poll watches for the hang-up itself and lets go of its
     // place in the room.
-    let frame = match PeerSocket::of(&req) {
+    let batch = match PeerSocket::of(&req) {
         Some(peer) => tokio::select! {
-            frame = poll => frame,
+            batch = poll => batch,
             () = peer.hung_up() => {
                 tracing::debug!("poll abandoned by its client");
                 return Ok(HttpResponse::NoContent().finish());
@@ -87,5 +88,5 @@ pub(super) async fn poll_updates(
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(frame.into_bytes()))
+        .body(Pieces::new(batch.byte_len(), batch.into_pieces())))
 }

@@ -5,6 +5,7 @@ mod extract;
 mod health;
 mod message;
 mod page;
+mod pieces;
 mod presence;
 mod socket;
 

@@ -4,6 +4,9 @@ use actix_web::cookie::Cookie;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use bytes::Bytes;
+
+use super::pieces::Pieces;
 use crate::auth::{CurrentUser, Login};
 use crate::error::AppError;
 use crate::state::AppState;
@@ -21,15 +24,13 @@ pub(super) async fn show_chat(
     let snapshot = state.room.hub.snapshot().await?;
     let who = state.presence.who().await;
     let (token, new_cookie) = page_token(&req, &state, &login);
+    // Rendered with a mark for each message, then written out with each message's own
+    // shared bytes in its place: a page is a few KiB of its own, whatever the history.
     let html = state
         .templates
         .render_index(&IndexPage {
             user: login.name.as_str(),
-            messages: snapshot
-                .entries
-                .iter()
-                .map(|e| e.message.html.as_str())
-                .collect(),
+            messages: vec![MARK; snapshot.entries.len()],
             cursor: snapshot.cursor.as_str(),
             xsrf: &token,
             online: who
@@ -37,6 +38,8 @@ pub(super) async fn show_chat(
                 .map(|w| w.users.iter().map(|u| u.name.as_str()).collect()),
         })
         .map_err(AppError::internal)?;
+    let messages = snapshot.entries.iter().map(|e| e.message.html.as_bytes());
+    let (len, pieces) = fill_marks(Bytes::from(html), messages);
     let mut response = HttpResponse::Ok();
     response
         .content_type("text/html; charset=utf-8")
@@ -44,7 +47,37 @@ pub(super) async fn show_chat(
     if let Some(cookie) = new_cookie {
         response.cookie(cookie);
     }
-    Ok(response.body(html))
+    Ok(response.body(Pieces::new(len, pieces.into_iter())))
+}
+
+/// Where a message goes in the rendered page: a control character that nothing else in
+/// the page can hold (names, tokens and cursors are checked; template text has none).
+const MARK: &str = "\u{1}";
+
+/// The page's pieces: its own text between the marks (slices of `page`, no copy) and each
+/// message's bytes in place of its mark. Marks beyond the messages (a theme that prints
+/// one twice) are dropped.
+fn fill_marks<'a>(
+    page: Bytes,
+    mut messages: impl Iterator<Item = &'a Bytes>,
+) -> (usize, Vec<Bytes>) {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for (at, _) in page
+        .as_ref()
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == MARK.as_bytes()[0])
+    {
+        pieces.push(page.slice(start..at));
+        if let Some(message) = messages.next() {
+            pieces.push(message.clone());
+        }
+        start = at + 1;
+    }
+    pieces.push(page.slice(start..));
+    let len = pieces.iter().map(Bytes::len).sum();
+    (len, pieces)
 }
 
 /// 302 to the login page, coming back here afterwards (as Tornado's `@authenticated`).

@@ -68,6 +68,7 @@ impl TestApp {
         settings.room.address_per_sec = 1_000_000.0;
         settings.security.login_burst = 1_000_000;
         settings.security.login_per_sec = 1_000_000.0;
+        settings.server.max_connections_per_address = usize::MAX;
         // Join and leave notices are entries of the room; tests about messages count the
         // room exactly, so only the presence tests turn them on.
         settings.presence.notices = false;

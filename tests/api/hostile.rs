@@ -298,3 +298,138 @@ async fn a_socket_that_never_reads_while_the_room_is_busy_is_dropped_not_kept() 
     drop(stream);
     server.stop().await;
 }
+
+/// Finding 1 of the second attack: the cache filled with the most expensive messages (200
+/// of 1,994 `"`, six bytes each in their `html`), then 300 clients each ask for all of it
+/// (a cursor the room never issued gets the whole cache with `reset`) and read nothing.
+/// Each answer was copied whole into its connection's buffer (995 MB for 300), and a
+/// request stopped counting against the connection limit once its handler returned, so
+/// with a limit of 150 all 300 were let in. Now the answers are written from the room's
+/// shared bytes, each counts until written, and each is cut at the write deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_nobody_reads_cost_little_count_until_written_and_are_cut() {
+    const CLIENTS: usize = 300;
+    const LIMIT: usize = 150;
+    let server = Server::start(&[
+        ("CHATDEMO_ROOM__RATE_BURST", "1000"),
+        ("CHATDEMO_ROOM__ADDRESS_BURST", "1000"),
+        ("CHATDEMO_SERVER__MAX_CONNECTIONS", &LIMIT.to_string()),
+        ("CHATDEMO_SERVER__WRITE_TIMEOUT_SECS", "3"),
+    ])
+    .await;
+    let pid = server.pid();
+    let mut logins = Vec::new();
+    for _ in 0..10 {
+        logins.push(login(&server).await);
+    }
+    let http = reqwest::Client::new();
+    let (cookies, xsrf) = &logins[0];
+    let quotes = "\"".repeat(1994);
+    for _ in 0..200 {
+        let response = http
+            .post(server.url("/a/message/new"))
+            .header("Cookie", cookies)
+            .form(&[("body", quotes.as_str()), ("_xsrf", xsrf)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let poll = |(cookies, xsrf): &(String, String)| {
+        crate::process::raw_request(
+            server.port,
+            "/a/message/updates",
+            cookies,
+            &format!("_xsrf={xsrf}&cursor=never-issued-1-0"),
+        )
+    };
+    // One client that does read: the whole answer, its size, and the allocator warmed.
+    let whole = http
+        .post(server.url("/a/message/updates"))
+        .header("Cookie", cookies)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("_xsrf={xsrf}&cursor=never-issued-1-0"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .len();
+    assert!(whole > 3_000_000, "the whole cache is {whole} bytes");
+    let before = rss_kib(pid);
+
+    // They send, read the status line, and read no more.
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket
+            .connect(([127, 0, 0, 1], server.port).into())
+            .await
+            .unwrap();
+        let request = poll(&logins[i % logins.len()]);
+        stream.write_all(request.as_bytes()).await.unwrap();
+        clients.push(stream);
+    }
+    let mut admitted = Vec::new();
+    let mut refused = 0;
+    for mut stream in clients {
+        let mut status = [0u8; 12];
+        tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut status))
+            .await
+            .expect("a status line")
+            .unwrap();
+        match &status {
+            b"HTTP/1.1 200" => admitted.push(stream),
+            b"HTTP/1.1 503" => refused += 1,
+            other => panic!("{}", String::from_utf8_lossy(other)),
+        }
+    }
+    let peak = rss_kib(pid);
+    eprintln!(
+        "{} answers being written, {refused} refused; RSS {before} -> {peak} KiB",
+        admitted.len()
+    );
+    assert!(admitted.len() <= LIMIT, "{} let in", admitted.len());
+    assert!(
+        peak < before + 64 * 1024,
+        "RSS went from {before} KiB to {peak} KiB"
+    );
+    // While they are written, they hold their slots ...
+    assert_eq!(
+        reqwest::get(server.url("/healthz")).await.unwrap().status(),
+        503
+    );
+    // ... until the deadline cuts them: then the server is free again.
+    let freed = loop {
+        if reqwest::get(server.url("/healthz")).await.unwrap().status() == 200 {
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(8), "still full");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("slots free again {freed:?} after the requests");
+    assert!(
+        freed >= Duration::from_secs(3),
+        "freed before the deadline: {freed:?}"
+    );
+    for mut stream in admitted {
+        let mut got = Vec::new();
+        let end = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got))
+            .await
+            .expect("the connection ends");
+        assert!(
+            end.is_err() || got.len() + 12 < whole,
+            "a cut answer, not a whole one: {} bytes",
+            got.len()
+        );
+    }
+    let after = rss_kib(pid);
+    assert!(
+        after < before + 16 * 1024,
+        "RSS went from {before} KiB to {after} KiB after the cut"
+    );
+    server.stop().await;
+}

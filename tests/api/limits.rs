@@ -170,3 +170,112 @@ async fn past_the_connection_limit_requests_get_503_with_retry_after() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Finding 3 of the second attack, the address half: held polls from one address took
+/// every connection slot, and the server answered 503 to everyone. Now one address holds
+/// at most its share (`server.max_connections_per_address`), sockets and requests
+/// together; past it, that address gets 429 and everyone else is served as usual.
+#[tokio::test]
+async fn one_address_at_its_share_gets_429_while_another_chats_as_usual() {
+    const SHARE: usize = 8;
+    let app = TestApp::spawn_with(|s| {
+        s.server.max_connections = 100;
+        s.server.max_connections_per_address = SHARE;
+        s.server.trusted_proxies = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+    })
+    .await;
+    let from = |address: &'static str| {
+        move |request: reqwest::RequestBuilder| request.header("X-Forwarded-For", address)
+    };
+    let attacker = from("192.0.2.1");
+    let mut logins = Vec::new();
+    for _ in 0..2 {
+        let user = app.anonymous();
+        let response = attacker(user.client.get(app.url("/auth/login")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 302);
+        logins.push(user);
+    }
+    // Its share in held polls (from two logins) and one socket.
+    let poll = |user: &TestUser| {
+        attacker(user.client.post(app.url("/a/message/updates")))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(format!("_xsrf={}", user.xsrf()))
+            .send()
+    };
+    let mut held = Vec::new();
+    for i in 0..SHARE - 1 {
+        held.push(tokio::spawn(poll(&logins[i % 2])));
+    }
+    app.wait_for_metric(
+        "chatdemo_waiting_polls",
+        (SHARE - 1) as u64,
+        Duration::from_secs(5),
+    )
+    .await;
+    let _socket = logins[0]
+        .socket_with_headers(
+            None,
+            Some(&app.address),
+            &[("X-Forwarded-For", "192.0.2.1")],
+        )
+        .await
+        .expect("the last of its share");
+    for refused in [
+        poll(&logins[1]).await.unwrap(),
+        attacker(logins[0].client.get(app.url("/")))
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(refused.status(), 429);
+        assert_eq!(refused.headers()["retry-after"], "5");
+    }
+    let upgrade = logins[1]
+        .socket_with_headers(
+            None,
+            Some(&app.address),
+            &[("X-Forwarded-For", "192.0.2.1")],
+        )
+        .await;
+    assert!(
+        matches!(&upgrade, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 429),
+        "{upgrade:?}"
+    );
+
+    // Someone else, meanwhile: logs in, loads the page, posts, and a poll gets the post.
+    let neighbour = from("198.51.100.7");
+    let other = app.anonymous();
+    let response = neighbour(other.client.get(app.url("/auth/login")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    let page = neighbour(other.client.get(app.url("/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let cursor = crate::helpers::page_cursor(&page.text().await.unwrap());
+    let posted = neighbour(other.client.post(app.url("/a/message/new")))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("body=still+here&_xsrf={}", other.xsrf()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    let polled = neighbour(other.client.post(app.url("/a/message/updates")))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("_xsrf={}&cursor={cursor}", other.xsrf()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(polled.status(), 200);
+    assert!(polled.text().await.unwrap().contains("still here"));
+    // The attacker's held polls were answered with that post too, as anyone's.
+    for poll in held {
+        assert_eq!(poll.await.unwrap().unwrap().status(), 200);
+    }
+}

@@ -40,6 +40,7 @@ impl Server {
             // As in `TestApp`: every client is 127.0.0.1.
             .env("CHATDEMO_SECURITY__LOGIN_BURST", "1000000")
             .env("CHATDEMO_ROOM__ADDRESS_BURST", "1000000")
+            .env("CHATDEMO_SERVER__MAX_CONNECTIONS_PER_ADDRESS", "1000000000")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -83,6 +84,18 @@ impl Server {
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// SIGSTOP (`stop = true`) or SIGCONT: an instance that stalls (paused, swapped out)
+    /// and then carries on.
+    pub(crate) fn pause(&self, stop: bool) {
+        let signal = if stop { "-STOP" } else { "-CONT" };
+        let done = std::process::Command::new("kill")
+            .arg(signal)
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(done.success(), "signal to the server");
     }
 
     pub(crate) fn terminate(&self) {

@@ -770,3 +770,71 @@ async fn a_post_answered_503_is_never_stored_and_its_resend_is_stored_once() {
         assert_eq!(redis.copies_in_log("late", body).await, 1, "{body:?}");
     }
 }
+
+/// Finding 4 of the second attack: instance B paused while the victim logs out on A and
+/// 1,500 logouts follow; the announcements were trimmed past the victim's, B read on from
+/// where it was, and the victim's copied cookie kept working on B until it restarted. Now
+/// announcements are numbered, and B, finding numbers missing, reloads every ended login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server; run with --include-ignored"]
+async fn an_instance_that_lagged_past_trimmed_logouts_reloads_them() {
+    let Some(redis) = RedisServer::start("lagged_logouts").await else {
+        return;
+    };
+    let url = redis.url();
+    let env = [
+        ("CHATDEMO_STORE__BACKEND", "redis"),
+        ("CHATDEMO_STORE__REDIS_URL", url.as_str()),
+        ("CHATDEMO_STORE__KEY_PREFIX", "lagged"),
+        (
+            "CHATDEMO_SECURITY__COOKIE_SECRET",
+            crate::helpers::TEST_SECRET,
+        ),
+    ];
+    let a = crate::process::Server::start(&env).await;
+    let b = crate::process::Server::start(&env).await;
+    let (on_a, on_b) = (a.url(""), b.url(""));
+    let victim = TestUser::login_at(&on_a, Some("victim")).await;
+    let thief = victim.copy().at(&on_b);
+    assert_eq!(thief.get("/").await.status(), 200);
+
+    b.pause(true);
+    // B's read, blocked in Redis, is answered by the first logout (and waits in B's
+    // socket); B will read on after it, and the victim's comes next.
+    let first = TestUser::login_at(&on_a, None).await;
+    assert_eq!(first.get("/auth/logout").await.status(), 200);
+    assert_eq!(victim.get("/auth/logout").await.status(), 200);
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let on_a = on_a.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..150 {
+                let user = TestUser::login_at(&on_a, None).await;
+                assert_eq!(user.get("/auth/logout").await.status(), 200);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let oldest: redis::streams::StreamRangeReply = redis
+        .command(&["XRANGE", "lagged:revocations", "-", "+", "COUNT", "1"])
+        .await;
+    let first_kept: u64 = oldest.ids[0].get("n").unwrap();
+    assert!(first_kept > 2, "the victim's announcement was trimmed");
+    b.pause(false);
+
+    let resumed = std::time::Instant::now();
+    while thief.get("/").await.status() != 302 {
+        assert!(
+            resumed.elapsed() < Duration::from_secs(3),
+            "the copied cookie still works on B"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(thief.say("after").await.status(), 403);
+    assert_eq!(
+        crate::helpers::metric_at(&on_b, "chatdemo_logout_reloads_total").await,
+        1
+    );
+}

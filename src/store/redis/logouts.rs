@@ -1,6 +1,8 @@
 //! Logouts kept in Redis for every instance and for restarts: `P:revoked`, a sorted set of
 //! ended logins scored by when their cookies expire, and `P:revocations`, a short stream
-//! that announces each one to the other instances' followers.
+//! that announces each one to the other instances' followers, numbered (`n`, from the
+//! counter `P:revocations:n`) so that a follower that lagged past the trimming notices the
+//! gap and reloads the set instead of missing a logout for good (`logout.lua`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +10,7 @@ use std::time::Duration;
 use futures_core::future::BoxFuture;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamId, StreamRangeReply};
-use redis::{AsyncCommands, RedisError};
+use redis::{AsyncCommands, RedisError, Script};
 
 use super::stream::{Follower, Step, Stream};
 use super::Shared;
@@ -24,35 +26,33 @@ const WRITE_DEADLINE: Duration = Duration::from_secs(1);
 pub(super) struct RedisLogouts {
     shared: Arc<Shared>,
     writer: ConnectionManager,
+    record: Script,
 }
 
 impl RedisLogouts {
     pub(super) fn new(shared: Arc<Shared>, writer: ConnectionManager) -> Self {
-        Self { shared, writer }
+        Self {
+            shared,
+            writer,
+            record: Script::new(include_str!("logout.lua")),
+        }
     }
 
     async fn store(&self, id: &LoginId, until: u64) -> Result<(), StoreError> {
         let keys = &self.shared.keys;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .zadd(&keys.revoked, id.as_str(), until)
-            .ignore()
-            .zrembyscore(&keys.revoked, "-inf", unix_now())
-            .ignore()
-            .cmd("XADD")
-            .arg(&keys.revocations)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(ANNOUNCEMENTS_KEPT)
-            .arg("*")
-            .arg("l")
+        let mut invocation = self.record.prepare_invoke();
+        invocation
+            .key(&keys.revoked)
+            .key(&keys.revocations)
+            .key(&keys.revocations_count)
             .arg(id.as_str())
-            .arg("u")
             .arg(until)
-            .ignore();
+            .arg(unix_now())
+            .arg(ANNOUNCEMENTS_KEPT);
         let mut writer = self.writer.clone();
-        match tokio::time::timeout(WRITE_DEADLINE, pipe.query_async::<()>(&mut writer)).await {
-            Ok(Ok(())) => Ok(()),
+        let call = invocation.invoke_async::<u64>(&mut writer);
+        match tokio::time::timeout(WRITE_DEADLINE, call).await {
+            Ok(Ok(_)) => Ok(()),
             Ok(Err(error)) => {
                 tracing::warn!(%error, "logout not recorded in Redis");
                 Err(StoreError::Unavailable)
@@ -75,6 +75,7 @@ impl LogoutList for RedisLogouts {
         let follower = LogoutFollower {
             shared: self.shared.clone(),
             last: None,
+            next: None,
         };
         let key = self.shared.keys.revocations.clone();
         Some(Box::new(Stream::new(
@@ -92,19 +93,29 @@ impl LogoutSource for Stream<LogoutFollower> {
     }
 }
 
+/// Where a follower stands in the announcements: the id to read after, and the number
+/// the next one must carry (`None`: not known, nothing to check the next against).
+pub(super) struct Position {
+    pub(super) after: String,
+    next: Option<u64>,
+}
+
 /// Every login still ended, and the announcement to read on from.
 pub(super) async fn load(
     shared: &Shared,
     conn: &mut MultiplexedConnection,
-) -> Result<(Vec<(LoginId, u64)>, String), RedisError> {
+) -> Result<(Vec<(LoginId, u64)>, Position), RedisError> {
     let keys = &shared.keys;
     // The position first: whatever is announced after it is read by the follower,
     // whatever came before is in the set.
     let newest: StreamRangeReply = conn.xrevrange_count(&keys.revocations, "+", "-", 1).await?;
-    let after = newest
-        .ids
-        .first()
-        .map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
+    let position = Position {
+        after: newest
+            .ids
+            .first()
+            .map_or_else(|| "0-0".to_owned(), |e| e.id.clone()),
+        next: newest.ids.first().and_then(number).map(|n| n + 1),
+    };
     let all: Vec<(String, u64)> = conn
         .zrangebyscore_withscores(&keys.revoked, unix_now() + 1, "+inf")
         .await?;
@@ -112,7 +123,12 @@ pub(super) async fn load(
         .into_iter()
         .filter_map(|(id, until)| Some((LoginId::parse(&id)?, until)))
         .collect();
-    Ok((ended, after))
+    Ok((ended, position))
+}
+
+/// An announcement's number (older versions wrote none).
+fn number(entry: &StreamId) -> Option<u64> {
+    entry.get::<u64>("n")
 }
 
 /// Where this instance stands in the announcements.
@@ -120,6 +136,8 @@ pub(super) struct LogoutFollower {
     shared: Arc<Shared>,
     /// `None` until the set has been loaded once by this follower.
     last: Option<String>,
+    /// The number the next announcement must carry, when known.
+    next: Option<u64>,
 }
 
 impl Follower for LogoutFollower {
@@ -136,16 +154,34 @@ impl Follower for LogoutFollower {
         conn: &'a mut MultiplexedConnection,
     ) -> BoxFuture<'a, Result<Option<Self::Event>, RedisError>> {
         Box::pin(async move {
-            let (ended, after) = load(&self.shared, conn).await?;
-            self.last = Some(after);
+            let (ended, position) = load(&self.shared, conn).await?;
+            self.last = Some(position.after);
+            self.next = position.next;
             Ok(Some(ended))
         })
     }
 
+    /// A number missing before these entries: the stream was trimmed past this follower
+    /// while it lagged (paused, swapped out, cut off), and a logout may be among what it
+    /// lost: the whole set again, before anything else.
     fn read(&mut self, entries: &[StreamId]) -> Step<Self::Event> {
+        if let (Some(next), Some(first)) = (self.next, entries.first().and_then(number)) {
+            if first != next {
+                tracing::warn!(
+                    missed = first.saturating_sub(next),
+                    "logout announcements trimmed before this instance read them; reloading the ended logins"
+                );
+                self.shared
+                    .metrics
+                    .logout_reloads
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Step::CatchUp;
+            }
+        }
         let mut ended = Vec::new();
         for entry in entries {
             self.last = Some(entry.id.clone());
+            self.next = number(entry).map(|n| n + 1);
             let id = entry.get::<String>("l").and_then(|l| LoginId::parse(&l));
             if let (Some(id), Some(until)) = (id, entry.get::<u64>("u")) {
                 ended.push((id, until));

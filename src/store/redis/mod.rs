@@ -13,8 +13,8 @@
 //!   address, one budget across instances.
 //! - `P:online` (login → expiry, a sorted set) and `P:who` (login → since and name):
 //!   presence (see `presence`).
-//! - `P:revoked` (login → until, a sorted set) and `P:revocations` (a short stream
-//!   announcing each): logouts (see `logouts`).
+//! - `P:revoked` (login → until, a sorted set), `P:revocations` (a short stream announcing
+//!   each, numbered) and `P:revocations:n` (the numbers' counter): logouts (see `logouts`).
 //!
 //! Posts and presence each change Redis in one script, so each is one round trip and
 //! atomic. Every instance follows the log with one blocking `XREAD` on a connection of its
@@ -61,6 +61,7 @@ struct Keys {
     who: String,
     revoked: String,
     revocations: String,
+    revocations_count: String,
     prefix: String,
 }
 
@@ -73,6 +74,7 @@ impl Keys {
             who: format!("{prefix}:who"),
             revoked: format!("{prefix}:revoked"),
             revocations: format!("{prefix}:revocations"),
+            revocations_count: format!("{prefix}:revocations:n"),
             prefix: prefix.to_owned(),
         }
     }
