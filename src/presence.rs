@@ -23,6 +23,9 @@ use crate::store::PresenceRegistry;
 
 /// How often the task looks for logins that left, and ticks the registry.
 const TICK: Duration = Duration::from_secs(1);
+/// How long a page or `/a/presence` waits for the registry's list; past it (the store is
+/// stalled or slow) they get the last list this instance had.
+const LIST_WAIT: Duration = Duration::from_millis(500);
 
 /// One row of who is online: names only, never login ids, cookies or addresses.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -47,6 +50,8 @@ struct Shared {
     locals: Mutex<HashMap<LoginId, Local>>,
     commands: mpsc::UnboundedSender<Command>,
     poll_window: Duration,
+    /// The last list the registry gave.
+    last_list: Mutex<Option<Vec<Online>>>,
 }
 
 /// A login's connections on this instance.
@@ -93,6 +98,7 @@ impl Presence {
             locals: Mutex::default(),
             commands,
             poll_window,
+            last_list: Mutex::default(),
         });
         tokio::spawn(run(receiver, shared.clone(), registry));
         Self(Some(shared))
@@ -130,12 +136,25 @@ impl Presence {
         })
     }
 
-    /// Who is online, oldest first; `None` when presence is off.
+    /// Who is online, oldest first; `None` when presence is off. Never waits on the store
+    /// for more than [`LIST_WAIT`]: then it is the last list this instance had (or, before
+    /// it had any, the logins connected here).
     pub async fn who(&self) -> Option<WhoIsOnline> {
         let shared = self.0.as_ref()?;
         let (reply, answer) = oneshot::channel();
         shared.commands.send(Command::List(reply)).ok()?;
-        let users = answer.await.ok()?;
+        let users = match tokio::time::timeout(LIST_WAIT, answer).await {
+            Ok(Ok(users)) => {
+                let mut last = shared.last_list.lock().unwrap_or_else(|e| e.into_inner());
+                *last = Some(users.clone());
+                users
+            }
+            Ok(Err(_)) => return None,
+            Err(_) => {
+                tracing::debug!("presence list not ready in time; answering with the last one");
+                shared.last_known()
+            }
+        };
         Some(WhoIsOnline {
             count: users.len(),
             users,
@@ -164,6 +183,20 @@ impl Drop for Connection {
 }
 
 impl Shared {
+    /// The last list the registry gave, else the logins connected here (since: now).
+    fn last_known(&self) -> Vec<Online> {
+        let last = self.last_list.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(users) = last.as_ref() {
+            return users.clone();
+        }
+        drop(last);
+        let now = Timestamp::now().unix_millis();
+        self.connected_here()
+            .iter()
+            .map(|(_, name)| online_row(now, name))
+            .collect()
+    }
+
     /// Logins with no connection here for longer than the poll window: gone from here.
     fn take_gone(&self, now: Instant) -> Vec<LoginId> {
         let mut locals = self.locals.lock().unwrap_or_else(|e| e.into_inner());
@@ -199,13 +232,35 @@ async fn run(
             command = commands.recv() => match command {
                 Some(Command::Connected(login, name)) => registry.connected(login, name).await,
                 Some(Command::List(reply)) => {
-                    let users = registry
-                        .list()
-                        .await
-                        .iter()
-                        .map(|(since, name)| online_row(*since, name))
-                        .collect();
-                    let _ = reply.send(users);
+                    // Everyone who asked meanwhile gets the same list: after a stall the
+                    // store is asked once, not once per page that waited.
+                    // (Up to the next other command, which is handled after them, in order.)
+                    let mut replies = vec![reply];
+                    let mut later = None;
+                    while let Ok(command) = commands.try_recv() {
+                        match command {
+                            Command::List(reply) => replies.push(reply),
+                            other => {
+                                later = Some(other);
+                                break;
+                            }
+                        }
+                    }
+                    replies.retain(|reply| !reply.is_closed());
+                    if !replies.is_empty() {
+                        let users: Vec<Online> = registry
+                            .list()
+                            .await
+                            .iter()
+                            .map(|(since, name)| online_row(*since, name))
+                            .collect();
+                        for reply in replies {
+                            let _ = reply.send(users.clone());
+                        }
+                    }
+                    if let Some(Command::Connected(login, name)) = later {
+                        registry.connected(login, name).await;
+                    }
                 }
                 None => return,
             },

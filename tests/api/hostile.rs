@@ -415,16 +415,17 @@ async fn answers_nobody_reads_cost_little_count_until_written_and_are_cut() {
         freed >= Duration::from_secs(3),
         "freed before the deadline: {freed:?}"
     );
+    // Each was cut (reset, or closed short), unless the kernel had taken it whole before
+    // the deadline (then it was written: the connection stays open for keep-alive).
     for mut stream in admitted {
         let mut got = Vec::new();
-        let end = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got))
-            .await
-            .expect("the connection ends");
-        assert!(
-            end.is_err() || got.len() + 12 < whole,
-            "a cut answer, not a whole one: {} bytes",
-            got.len()
-        );
+        let end = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got)).await;
+        let whole_answer = got.len() + 12 >= whole;
+        match end {
+            Ok(Err(_)) => {}
+            Ok(Ok(_)) => assert!(!whole_answer, "closed after the whole answer?"),
+            Err(_) => assert!(whole_answer, "open, with {} bytes read", got.len()),
+        }
     }
     let after = rss_kib(pid);
     assert!(
