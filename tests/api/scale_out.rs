@@ -882,3 +882,86 @@ async fn a_stalled_redis_holds_up_no_page_and_no_presence_list() {
     assert!(slowest < Duration::from_secs(1), "a load took {slowest:?}");
     assert!(during < Duration::from_secs(2), "{during:?}");
 }
+
+/// Finding 8, its second half: what a logout costs, measured. Each is kept until its
+/// cookie would expire (30 days by default) in Redis's `P:revoked` and in every instance's
+/// memory; docs/OPERATIONS.md states the bound these figures give. The logouts happen on
+/// one instance and are measured on another, which learns them from the announcements
+/// (the first also caches the decoded cookies it saw, a bounded cache of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server; run with --include-ignored"]
+async fn a_logout_costs_under_200_bytes_in_redis_and_under_300_in_each_instance() {
+    const LOGOUTS: usize = 4000;
+    let Some(redis) = RedisServer::start("logout_cost").await else {
+        return;
+    };
+    let url = redis.url();
+    let env = [
+        ("CHATDEMO_STORE__BACKEND", "redis"),
+        ("CHATDEMO_STORE__REDIS_URL", url.as_str()),
+        ("CHATDEMO_STORE__KEY_PREFIX", "cost"),
+        (
+            "CHATDEMO_SECURITY__COOKIE_SECRET",
+            crate::helpers::TEST_SECRET,
+        ),
+    ];
+    let (a, b) = (
+        crate::process::Server::start(&env).await,
+        crate::process::Server::start(&env).await,
+    );
+    let (base, measured) = (a.url(""), b.url(""));
+    let log_out = |count: usize| {
+        let base = base.clone();
+        async move {
+            let mut tasks = Vec::new();
+            for _ in 0..8 {
+                let base = base.clone();
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..count / 8 {
+                        let user = TestUser::login_at(&base, None).await;
+                        assert_eq!(user.get("/auth/logout").await.status(), 200);
+                    }
+                }));
+            }
+            for task in tasks {
+                task.await.unwrap();
+            }
+        }
+    };
+    // The first ones warm the allocator and the maps up.
+    log_out(400).await;
+    // The heap figure is read from the allocator at most once a second.
+    let heap = || async {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        crate::helpers::metric_at(&measured, "chatdemo_heap_in_use_bytes").await
+    };
+    let redis_bytes = || async {
+        let bytes: u64 = redis
+            .command(&["MEMORY", "USAGE", "cost:revoked", "SAMPLES", "0"])
+            .await;
+        bytes
+    };
+    let (heap_before, redis_before) = (heap().await, redis_bytes().await);
+    log_out(LOGOUTS).await;
+    // B has read every announcement once the last logout's cookie is refused there.
+    let last = TestUser::login_at(&base, None).await;
+    let copy = last.copy().at(&measured);
+    assert_eq!(last.get("/auth/logout").await.status(), 200);
+    while copy.get("/").await.status() != 302 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (heap_after, redis_after) = (heap().await, redis_bytes().await);
+    let in_redis = (redis_after - redis_before) / LOGOUTS as u64;
+    let in_instance = heap_after.saturating_sub(heap_before) / LOGOUTS as u64;
+    eprintln!(
+        "per logout: {in_redis} B in Redis's set, {in_instance} B in another instance's heap"
+    );
+    assert!(in_redis < 200, "{in_redis} B per logout in Redis");
+    assert!(
+        in_instance < 300,
+        "{in_instance} B per logout in the instance"
+    );
+    // The announcements are a bounded stream, whatever the number of logouts.
+    let kept: u64 = redis.command(&["XLEN", "cost:revocations"]).await;
+    assert!(kept <= 1100, "{kept} announcements kept");
+}
