@@ -24,8 +24,8 @@ pub struct Metrics {
     pub store_up: AtomicU64,
     /// Attempts to reconnect to the store after it became unreachable.
     pub store_reconnects: AtomicU64,
-    /// Times this instance found logout announcements trimmed before it read them, and
-    /// reloaded every ended login.
+    /// Times this instance reloaded every ended login after it may have missed logout
+    /// announcements (they were trimmed before it read them, or its reads broke off).
     pub logout_reloads: AtomicU64,
 }
 
@@ -83,7 +83,7 @@ impl Metrics {
             (
                 "chatdemo_logout_reloads_total",
                 "counter",
-                "Times logout announcements were trimmed before this instance read them (it lagged), so it reloaded every ended login.",
+                "Times this instance reloaded every ended login because it may have missed logout announcements (trimmed before it read them, or its reads broke off).",
                 &self.logout_reloads,
             ),
         ];

@@ -262,6 +262,13 @@ impl TestUser {
             .unwrap()
     }
 
+    /// Posts a message with `key` that must be answered 200; returns the message.
+    pub async fn say_with_key_ok(&self, text: &str, key: &str) -> Msg {
+        let response = self.say_with_key(text, key).await;
+        assert_eq!(response.status(), 200, "posting {text:?} with key {key:?}");
+        response.json().await.unwrap()
+    }
+
     /// Posts a message that must be accepted; returns it.
     pub async fn say_ok(&self, text: &str) -> Msg {
         let response = self.say(text).await;

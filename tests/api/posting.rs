@@ -1,4 +1,4 @@
-use crate::helpers::{next_text, page_message_ids, send_text, Msg, TestApp};
+use crate::helpers::{next_text, page_message_ids, send_text, TestApp};
 
 #[tokio::test]
 async fn a_post_answers_the_message_with_keys_in_order() {
@@ -224,14 +224,10 @@ async fn a_resend_with_the_same_idempotency_key_is_the_same_post() {
     })
     .await;
     let user = app.login(None).await;
-    let first = user.say_with_key("hello", "k-1").await;
-    assert_eq!(first.status(), 200);
-    let first: Msg = first.json().await.unwrap();
+    let first = user.say_with_key_ok("hello", "k-1").await;
     // Three resends, whatever they say: more than the budget allows, were each charged.
     for body in ["hello", "changed", "again"] {
-        let again = user.say_with_key(body, "k-1").await;
-        assert_eq!(again.status(), 200, "resend of k-1");
-        let again: Msg = again.json().await.unwrap();
+        let again = user.say_with_key_ok(body, "k-1").await;
         assert_eq!(
             (again.id.as_str(), again.body.as_str()),
             (first.id.as_str(), "hello")
@@ -244,20 +240,10 @@ async fn a_resend_with_the_same_idempotency_key_is_the_same_post() {
     let ack: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
     assert_eq!(ack["id"].as_str(), Some(first.id.as_str()), "{ack}");
     // Another key is another post; another login's k-1 is its own.
-    let second: Msg = user
-        .say_with_key("hello", "k-2")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let second = user.say_with_key_ok("hello", "k-2").await;
     assert_ne!(second.id, first.id);
     let other = app.login(None).await;
-    let theirs: Msg = other
-        .say_with_key("hello", "k-1")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let theirs = other.say_with_key_ok("hello", "k-1").await;
     assert_ne!(theirs.id, first.id);
     // Malformed keys: 400, and nothing stored.
     for bad in ["", "a b", "k.1", &"x".repeat(65)] {

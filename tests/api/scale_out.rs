@@ -9,8 +9,7 @@ use std::time::Duration;
 use chatdemo::config::Backend;
 
 use crate::helpers::{
-    assert_one_order, follow_socket, next_batch, page_cursor, page_message_ids, Msg, TestApp,
-    TestUser,
+    assert_one_order, follow_socket, next_batch, page_cursor, page_message_ids, TestApp, TestUser,
 };
 use crate::redis_server::RedisServer;
 
@@ -33,6 +32,40 @@ async fn instance_with(
         adjust(s);
     })
     .await
+}
+
+/// An instance of the real binary on `redis` with the room under `prefix`: for tests that
+/// pause (SIGSTOP) an instance or read its process's memory.
+async fn process_instance(redis: &RedisServer, prefix: &str) -> crate::process::Server {
+    let url = redis.url();
+    crate::process::Server::start(&[
+        ("CHATDEMO_STORE__BACKEND", "redis"),
+        ("CHATDEMO_STORE__REDIS_URL", url.as_str()),
+        ("CHATDEMO_STORE__KEY_PREFIX", prefix),
+        (
+            "CHATDEMO_SECURITY__COOKIE_SECRET",
+            crate::helpers::TEST_SECRET,
+        ),
+    ])
+    .await
+}
+
+/// `count` new logins at `base`, each logged out at once, from 8 tasks at a time.
+async fn log_in_and_out(base: &str, count: usize) {
+    const TASKS: usize = 8;
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let base = base.to_owned();
+        tasks.push(tokio::spawn(async move {
+            for _ in (task..count).step_by(TASKS) {
+                let user = TestUser::login_at(&base, None).await;
+                assert_eq!(user.get("/auth/logout").await.status(), 200);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
 }
 
 #[tokio::test]
@@ -730,18 +763,8 @@ async fn a_post_answered_503_is_never_stored_and_its_resend_is_stored_once() {
 
     // The resends, on either instance, twice each: one copy each.
     let on_b = user.at(&b.address);
-    let first: Msg = on_b
-        .say_with_key("sent over http", "http-1")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let again: Msg = user
-        .say_with_key("sent over http", "http-1")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let first = on_b.say_with_key_ok("sent over http", "http-1").await;
+    let again = user.say_with_key_ok("sent over http", "http-1").await;
     assert_eq!(first.id, again.id);
     let mut ws_b = on_b.socket(None).await;
     let mut acks = Vec::new();
@@ -759,12 +782,7 @@ async fn a_post_answered_503_is_never_stored_and_its_resend_is_stored_once() {
     assert_eq!(acks[0], acks[1]);
     // The socket's nonce and the header are one key space: the socket's post resent over
     // HTTP is the same post.
-    let over_http_again: Msg = user
-        .say_with_key("sent over the socket", "ws-1")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let over_http_again = user.say_with_key_ok("sent over the socket", "ws-1").await;
     assert_eq!(over_http_again.id, acks[0]);
     for body in ["sent over http", "sent over the socket"] {
         assert_eq!(redis.copies_in_log("late", body).await, 1, "{body:?}");
@@ -781,18 +799,8 @@ async fn an_instance_that_lagged_past_trimmed_logouts_reloads_them() {
     let Some(redis) = RedisServer::start("lagged_logouts").await else {
         return;
     };
-    let url = redis.url();
-    let env = [
-        ("CHATDEMO_STORE__BACKEND", "redis"),
-        ("CHATDEMO_STORE__REDIS_URL", url.as_str()),
-        ("CHATDEMO_STORE__KEY_PREFIX", "lagged"),
-        (
-            "CHATDEMO_SECURITY__COOKIE_SECRET",
-            crate::helpers::TEST_SECRET,
-        ),
-    ];
-    let a = crate::process::Server::start(&env).await;
-    let b = crate::process::Server::start(&env).await;
+    let a = process_instance(&redis, "lagged").await;
+    let b = process_instance(&redis, "lagged").await;
     let (on_a, on_b) = (a.url(""), b.url(""));
     let victim = TestUser::login_at(&on_a, Some("victim")).await;
     let thief = victim.copy().at(&on_b);
@@ -804,19 +812,7 @@ async fn an_instance_that_lagged_past_trimmed_logouts_reloads_them() {
     let first = TestUser::login_at(&on_a, None).await;
     assert_eq!(first.get("/auth/logout").await.status(), 200);
     assert_eq!(victim.get("/auth/logout").await.status(), 200);
-    let mut tasks = Vec::new();
-    for _ in 0..10 {
-        let on_a = on_a.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..150 {
-                let user = TestUser::login_at(&on_a, None).await;
-                assert_eq!(user.get("/auth/logout").await.status(), 200);
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
+    log_in_and_out(&on_a, 1500).await;
     let oldest: redis::streams::StreamRangeReply = redis
         .command(&["XRANGE", "lagged:revocations", "-", "+", "COUNT", "1"])
         .await;
@@ -895,41 +891,13 @@ async fn a_logout_costs_under_200_bytes_in_redis_and_under_300_in_each_instance(
     let Some(redis) = RedisServer::start("logout_cost").await else {
         return;
     };
-    let url = redis.url();
-    let env = [
-        ("CHATDEMO_STORE__BACKEND", "redis"),
-        ("CHATDEMO_STORE__REDIS_URL", url.as_str()),
-        ("CHATDEMO_STORE__KEY_PREFIX", "cost"),
-        (
-            "CHATDEMO_SECURITY__COOKIE_SECRET",
-            crate::helpers::TEST_SECRET,
-        ),
-    ];
     let (a, b) = (
-        crate::process::Server::start(&env).await,
-        crate::process::Server::start(&env).await,
+        process_instance(&redis, "cost").await,
+        process_instance(&redis, "cost").await,
     );
     let (base, measured) = (a.url(""), b.url(""));
-    let log_out = |count: usize| {
-        let base = base.clone();
-        async move {
-            let mut tasks = Vec::new();
-            for _ in 0..8 {
-                let base = base.clone();
-                tasks.push(tokio::spawn(async move {
-                    for _ in 0..count / 8 {
-                        let user = TestUser::login_at(&base, None).await;
-                        assert_eq!(user.get("/auth/logout").await.status(), 200);
-                    }
-                }));
-            }
-            for task in tasks {
-                task.await.unwrap();
-            }
-        }
-    };
     // The first ones warm the allocator and the maps up.
-    log_out(400).await;
+    log_in_and_out(&base, 400).await;
     // The heap figure is read from the allocator at most once a second.
     let heap = || async {
         tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -942,7 +910,7 @@ async fn a_logout_costs_under_200_bytes_in_redis_and_under_300_in_each_instance(
         bytes
     };
     let (heap_before, redis_before) = (heap().await, redis_bytes().await);
-    log_out(LOGOUTS).await;
+    log_in_and_out(&base, LOGOUTS).await;
     // B has read every announcement once the last logout's cookie is refused there.
     let last = TestUser::login_at(&base, None).await;
     let copy = last.copy().at(&measured);

@@ -4,6 +4,7 @@
 //! counter `P:revocations:n`) so that a follower that lagged past the trimming notices the
 //! gap and reloads the set instead of missing a logout for good (`logout.lua`).
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -155,6 +156,10 @@ impl Follower for LogoutFollower {
     ) -> BoxFuture<'a, Result<Option<Self::Event>, RedisError>> {
         Box::pin(async move {
             let (ended, position) = load(&self.shared, conn).await?;
+            // Not the first load: after an outage, a stall or a gap, every ended login again.
+            if self.last.is_some() {
+                self.shared.metrics.logout_reloads.fetch_add(1, Relaxed);
+            }
             self.last = Some(position.after);
             self.next = position.next;
             Ok(Some(ended))
@@ -171,10 +176,6 @@ impl Follower for LogoutFollower {
                     missed = first.saturating_sub(next),
                     "logout announcements trimmed before this instance read them; reloading the ended logins"
                 );
-                self.shared
-                    .metrics
-                    .logout_reloads
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Step::CatchUp;
             }
         }
