@@ -411,13 +411,101 @@ impl Kind {
             .find(|kind| kind.as_str() == text)
     }
 
-    /// A notice's sentence (its `body`).
-    pub fn notice_text(self) -> Option<&'static str> {
+    /// What a notice says its users did.
+    pub fn notice_verb(self) -> Option<&'static str> {
         match self {
             Self::Message => None,
             Self::Join => Some("joined the room"),
             Self::Leave => Some("left the room"),
         }
+    }
+}
+
+/// Who a `join` or `leave` notice is about: one login, or a crowd folded into one notice
+/// (see `presence`). On the wire, `names` and `count` after `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Crowd {
+    /// The first of them, up to [`Crowd::MAX_NAMES`], in the order they arrived.
+    names: Vec<UserName>,
+    /// All of them.
+    count: u32,
+}
+
+impl Crowd {
+    pub const MAX_NAMES: usize = 20;
+
+    pub fn one(name: UserName) -> Self {
+        Self {
+            names: vec![name],
+            count: 1,
+        }
+    }
+
+    /// `None` unless there is a first name, at most [`Crowd::MAX_NAMES`], and `count`
+    /// counts them all.
+    pub fn new(names: Vec<UserName>, count: u32) -> Option<Self> {
+        let fits = (1..=Self::MAX_NAMES).contains(&names.len());
+        (fits && count as usize >= names.len()).then_some(Self { names, count })
+    }
+
+    pub fn names(&self) -> &[UserName] {
+        &self.names
+    }
+
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The notice's `from`: the first to arrive.
+    pub fn first(&self) -> &UserName {
+        &self.names[0]
+    }
+
+    /// How the notice reads: each name shown with what follows it, then the rest.
+    /// "ann" + " " + "joined the room"; "ann" + " and ", "bob" + " ", "joined the room";
+    /// "ann" + ", ", "bob" + " and ", "212 others joined the room". Up to three names are
+    /// all shown; past that, the first two and a number.
+    pub fn sentence(&self, kind: Kind) -> (Vec<(&str, &'static str)>, String) {
+        let verb = kind.notice_verb().unwrap_or_default();
+        let count = self.count as usize;
+        let shown = if count <= 3 && self.names.len() == count {
+            count
+        } else {
+            2.min(self.names.len())
+        };
+        let others = count - shown;
+        let mut parts = Vec::with_capacity(shown);
+        for (i, name) in self.names[..shown].iter().enumerate() {
+            let then = match (shown - i, others) {
+                (1, 0) => " ",
+                (1, _) => " and ",
+                (2, 0) => " and ",
+                _ => ", ",
+            };
+            parts.push((name.as_str(), then));
+        }
+        let rest = match others {
+            0 => verb.to_owned(),
+            1 => format!("1 other {verb}"),
+            n => format!("{n} others {verb}"),
+        };
+        (parts, rest)
+    }
+
+    /// The notice's `body`: the verb alone for one login ("joined the room", read after
+    /// its `from`), the whole sentence for a crowd ("ann, bob and 212 others joined the
+    /// room").
+    pub fn body(&self, kind: Kind) -> MessageBody {
+        let (parts, rest) = self.sentence(kind);
+        if self.count == 1 {
+            return MessageBody(rest);
+        }
+        let mut text: String = parts
+            .iter()
+            .map(|(name, then)| [*name, *then].concat())
+            .collect();
+        text.push_str(&rest);
+        MessageBody(text)
     }
 }
 
@@ -433,6 +521,9 @@ pub struct Message {
     pub html: ByteString,
     pub time: Timestamp,
     pub kind: Kind,
+    /// A notice's `names` and `count`; `None` for a post.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub crowd: Option<Crowd>,
 }
 
 #[cfg(test)]
@@ -446,6 +537,7 @@ impl Message {
             html: format!("<div>{body}</div>").into(),
             time: Timestamp::of(id),
             kind: Kind::Message,
+            crowd: None,
         }
     }
 }
@@ -490,6 +582,44 @@ impl Serialize for MessageBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_notice_reads_with_up_to_three_names_then_a_number() {
+        let crowd = |names: &[&str], count| {
+            let names = names.iter().map(|n| UserName::parse(n).unwrap()).collect();
+            Crowd::new(names, count).unwrap()
+        };
+        let body = |c: Crowd, kind| c.body(kind).as_str().to_owned();
+        assert_eq!(body(crowd(&["ann"], 1), Kind::Join), "joined the room");
+        assert_eq!(
+            body(crowd(&["ann", "bob"], 2), Kind::Leave),
+            "ann and bob left the room"
+        );
+        assert_eq!(
+            body(crowd(&["ann", "bob", "cy"], 3), Kind::Join),
+            "ann, bob and cy joined the room"
+        );
+        let twenty: Vec<String> = (0..20).map(|i| format!("u{i}")).collect();
+        let twenty: Vec<&str> = twenty.iter().map(String::as_str).collect();
+        assert_eq!(
+            body(crowd(&twenty, 214), Kind::Join),
+            "u0, u1 and 212 others joined the room"
+        );
+        assert_eq!(
+            body(crowd(&twenty[..2], 3), Kind::Join),
+            "u0, u1 and 1 other joined the room"
+        );
+        let pair = crowd(&["ann", "bob"], 2);
+        let (parts, rest) = pair.sentence(Kind::Join);
+        assert_eq!(
+            (parts, rest.as_str()),
+            (vec![("ann", " and "), ("bob", " ")], "joined the room")
+        );
+        // Never without a first name, more than 20 names, or a count short of them.
+        assert!(Crowd::new(Vec::new(), 3).is_none());
+        assert!(Crowd::new(vec![UserName::parse("a").unwrap(); 21], 30).is_none());
+        assert!(Crowd::new(vec![UserName::parse("a").unwrap(); 3], 2).is_none());
+    }
 
     #[test]
     fn names_follow_the_allowed_alphabet() {

@@ -1,6 +1,7 @@
 //! This instance's logins: their open sockets (capped per login), and logout, the whole of
 //! it: recording that a login has ended (for every instance, in the backend's list),
-//! refusing its cookie here from then on, and closing its sockets here. Logouts other
+//! refusing its cookie here from then on, closing its sockets here, and taking it out of
+//! who is online at once. Logouts other
 //! instances record reach this one through the list's follower, which this piece starts
 //! and which does the same last two steps.
 
@@ -8,6 +9,7 @@ use std::sync::Arc;
 
 use crate::auth::{Login, LoginId, Revocations};
 use crate::error::AppError;
+use crate::presence::Presence;
 use crate::slots::{PollSlot, SocketLimits, SocketSlot};
 use crate::store::{LogoutList, StoreError};
 
@@ -15,6 +17,7 @@ pub struct Logins {
     list: Arc<dyn LogoutList>,
     /// What the login reader consults on every request.
     ended: Arc<Revocations>,
+    presence: Presence,
     sockets: SocketLimits,
     /// How long a login lasts, in days: a logout is kept that long.
     max_age_days: u32,
@@ -27,12 +30,14 @@ impl Logins {
         list: Arc<dyn LogoutList>,
         initial: Vec<(LoginId, u64)>,
         ended: Arc<Revocations>,
+        presence: Presence,
         sockets: SocketLimits,
         max_age_days: u32,
     ) -> Arc<Self> {
         let logouts = Arc::new(Self {
             list,
             ended,
+            presence,
             sockets,
             max_age_days,
         });
@@ -58,6 +63,8 @@ impl Logins {
         let until = login.expires_at(self.max_age_days);
         self.list.record(&login.id, until).await?;
         self.apply(vec![(login.id.clone(), until)]);
+        // A logout is a leave at once (this instance tells the registry, for all of them).
+        self.presence.log_out(&login.id);
         Ok(())
     }
 

@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::auth::{Login, LoginId};
+use crate::auth::{unix_now, Login, LoginId, Revocations};
 use crate::domain::{Timestamp, UserName};
 use crate::store::PresenceRegistry;
 
@@ -26,6 +26,37 @@ const TICK: Duration = Duration::from_secs(1);
 /// How long a page or `/a/presence` waits for the registry's list; past it (the store is
 /// stalled or slow) they get the last list this instance had.
 const LIST_WAIT: Duration = Duration::from_millis(500);
+/// Commands the task takes in one go: a crowd arriving is told to the registry in
+/// batches, not one store call per login.
+const BATCH: usize = 1000;
+
+/// How many rows of who is online a client wants (`?limit=`): a whole number, 0 for the
+/// count alone; more than [`Rows::MAX`] is [`Rows::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct Rows(usize);
+
+impl Rows {
+    /// When the client does not say, and what the page shows.
+    pub const DEFAULT: Self = Self(100);
+    pub const MAX: usize = 1000;
+    pub const MAX_ROWS: Self = Self(Self::MAX);
+
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
+impl TryFrom<String> for Rows {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        let digits = !raw.is_empty() && raw.len() <= 20 && raw.bytes().all(|b| b.is_ascii_digit());
+        match raw.parse::<u64>() {
+            Ok(n) if digits => Ok(Self(usize::try_from(n).unwrap_or(Self::MAX).min(Self::MAX))),
+            _ => Err("limit is a whole number of rows (at most 1000 are given)".into()),
+        }
+    }
+}
 
 /// One row of who is online: names only, never login ids, cookies or addresses.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -35,7 +66,8 @@ pub struct Online {
     pub since: String,
 }
 
-/// The answer of `GET /a/presence`, oldest first.
+/// The answer of `GET /a/presence`: how many are online, and the first of them, oldest
+/// first.
 #[derive(Debug, Clone, Serialize)]
 pub struct WhoIsOnline {
     pub count: usize,
@@ -51,7 +83,7 @@ struct Shared {
     commands: mpsc::UnboundedSender<Command>,
     poll_window: Duration,
     /// The last list the registry gave.
-    last_list: Mutex<Option<Vec<Online>>>,
+    last_list: Mutex<Option<WhoIsOnline>>,
 }
 
 /// A login's connections on this instance.
@@ -67,7 +99,9 @@ struct Local {
 enum Command {
     /// A login's first connection here.
     Connected(LoginId, UserName),
-    List(oneshot::Sender<Vec<Online>>),
+    LoggedOut(LoginId),
+    /// Who is online: the first `limit`.
+    List(usize, oneshot::Sender<WhoIsOnline>),
 }
 
 /// Which connection a [`Connection`] is.
@@ -91,8 +125,12 @@ impl Presence {
 
     /// Starts the presence task on the current runtime, with the backend's registry;
     /// `poll_window` is how long after its last poll a poll-only login still counts as
-    /// connected here.
-    pub fn start(poll_window: Duration, registry: Box<dyn PresenceRegistry>) -> Self {
+    /// connected here. Logins in `ended` (logged out) never come online again.
+    pub fn start(
+        poll_window: Duration,
+        registry: Box<dyn PresenceRegistry>,
+        ended: Arc<Revocations>,
+    ) -> Self {
         let (commands, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             locals: Mutex::default(),
@@ -100,7 +138,7 @@ impl Presence {
             poll_window,
             last_list: Mutex::default(),
         });
-        tokio::spawn(run(receiver, shared.clone(), registry));
+        tokio::spawn(run(receiver, shared.clone(), registry, ended));
         Self(Some(shared))
     }
 
@@ -136,18 +174,33 @@ impl Presence {
         })
     }
 
-    /// Who is online, oldest first; `None` when presence is off. Never waits on the store
-    /// for more than [`LIST_WAIT`]: then it is the last list this instance had (or, before
-    /// it had any, the logins connected here).
-    pub async fn who(&self) -> Option<WhoIsOnline> {
+    /// `login` logged out here: it leaves at once, on every instance, with no grace.
+    pub fn log_out(&self, login: &LoginId) {
+        let Some(shared) = self.0.as_ref() else {
+            return;
+        };
+        shared
+            .locals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(login);
+        let _ = shared.commands.send(Command::LoggedOut(login.clone()));
+    }
+
+    /// Who is online: the whole count and the first `limit` rows, oldest first; `None`
+    /// when presence is off. Never waits on the store for more than [`LIST_WAIT`]: then it
+    /// is the last list this instance had (or, before it had any, the logins connected
+    /// here).
+    pub async fn who(&self, rows: Rows) -> Option<WhoIsOnline> {
+        let limit = rows.get();
         let shared = self.0.as_ref()?;
         let (reply, answer) = oneshot::channel();
-        shared.commands.send(Command::List(reply)).ok()?;
-        let users = match tokio::time::timeout(LIST_WAIT, answer).await {
-            Ok(Ok(users)) => {
+        shared.commands.send(Command::List(limit, reply)).ok()?;
+        let mut who = match tokio::time::timeout(LIST_WAIT, answer).await {
+            Ok(Ok(who)) => {
                 let mut last = shared.last_list.lock().unwrap_or_else(|e| e.into_inner());
-                *last = Some(users.clone());
-                users
+                *last = Some(who.clone());
+                who
             }
             Ok(Err(_)) => return None,
             Err(_) => {
@@ -155,10 +208,8 @@ impl Presence {
                 shared.last_known()
             }
         };
-        Some(WhoIsOnline {
-            count: users.len(),
-            users,
-        })
+        who.users.truncate(limit);
+        Some(who)
     }
 }
 
@@ -184,17 +235,22 @@ impl Drop for Connection {
 
 impl Shared {
     /// The last list the registry gave, else the logins connected here (since: now).
-    fn last_known(&self) -> Vec<Online> {
+    fn last_known(&self) -> WhoIsOnline {
         let last = self.last_list.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(users) = last.as_ref() {
-            return users.clone();
+        if let Some(who) = last.as_ref() {
+            return who.clone();
         }
         drop(last);
         let now = Timestamp::now().unix_millis();
-        self.connected_here()
+        let users: Vec<Online> = self
+            .connected_here()
             .iter()
             .map(|(_, name)| online_row(now, name))
-            .collect()
+            .collect();
+        WhoIsOnline {
+            count: users.len(),
+            users,
+        }
     }
 
     /// Logins with no connection here for longer than the poll window: gone from here.
@@ -220,55 +276,86 @@ impl Shared {
     }
 }
 
+/// The commands that were waiting together, grouped: arrivals (in order), logouts, and
+/// list requests (answered from one store call).
+#[derive(Default)]
+struct Batch {
+    connected: Vec<(LoginId, UserName)>,
+    logged_out: Vec<LoginId>,
+    lists: Vec<(usize, oneshot::Sender<WhoIsOnline>)>,
+}
+
+impl Batch {
+    fn add(&mut self, command: Command) {
+        match command {
+            Command::Connected(login, name) => self.connected.push((login, name)),
+            Command::LoggedOut(login) => self.logged_out.push(login),
+            Command::List(limit, reply) => self.lists.push((limit, reply)),
+        }
+    }
+
+    /// Runs it: arrivals before logouts, so a login that came and logged out in one batch
+    /// ends up gone; then the lists, which see both.
+    async fn run(self, registry: &mut dyn PresenceRegistry, ended: &Revocations) {
+        let now = unix_now();
+        // A request that passed the login check just before its logout must not bring the
+        // login back.
+        let connected: Vec<_> = (self.connected.into_iter())
+            .filter(|(login, _)| !ended.is_revoked(login, now))
+            .collect();
+        if !connected.is_empty() {
+            registry.connected(connected).await;
+        }
+        for login in self.logged_out {
+            registry.logged_out(login).await;
+        }
+        let lists: Vec<_> = (self.lists.into_iter())
+            .filter(|(_, reply)| !reply.is_closed())
+            .collect();
+        let Some(limit) = lists.iter().map(|(limit, _)| *limit).max() else {
+            return;
+        };
+        let (count, rows) = registry.list(limit).await;
+        let users: Vec<Online> = rows
+            .iter()
+            .map(|(since, name)| online_row(*since, name))
+            .collect();
+        for (limit, reply) in lists {
+            let users = users[..limit.min(users.len())].to_vec();
+            let _ = reply.send(WhoIsOnline { count, users });
+        }
+    }
+}
+
 async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
     shared: Arc<Shared>,
     mut registry: Box<dyn PresenceRegistry>,
+    ended: Arc<Revocations>,
 ) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            command = commands.recv() => match command {
-                Some(Command::Connected(login, name)) => registry.connected(login, name).await,
-                Some(Command::List(reply)) => {
-                    // Everyone who asked meanwhile gets the same list: after a stall the
-                    // store is asked once, not once per page that waited.
-                    // (Up to the next other command, which is handled after them, in order.)
-                    let mut replies = vec![reply];
-                    let mut later = None;
-                    while let Ok(command) = commands.try_recv() {
-                        match command {
-                            Command::List(reply) => replies.push(reply),
-                            other => {
-                                later = Some(other);
-                                break;
-                            }
-                        }
-                    }
-                    replies.retain(|reply| !reply.is_closed());
-                    if !replies.is_empty() {
-                        let users: Vec<Online> = registry
-                            .list()
-                            .await
-                            .iter()
-                            .map(|(since, name)| online_row(*since, name))
-                            .collect();
-                        for reply in replies {
-                            let _ = reply.send(users.clone());
-                        }
-                    }
-                    if let Some(Command::Connected(login, name)) = later {
-                        registry.connected(login, name).await;
+            command = commands.recv() => {
+                let Some(command) = command else { return };
+                // Everything that waited meanwhile goes together: after a stall, or in a
+                // crowd, the store is asked once per batch, not once per login or page.
+                let mut batch = Batch::default();
+                batch.add(command);
+                for _ in 1..BATCH {
+                    match commands.try_recv() {
+                        Ok(command) => batch.add(command),
+                        Err(_) => break,
                     }
                 }
-                None => return,
-            },
-            _ = tick.tick() => {
+                batch.run(registry.as_mut(), &ended).await;
+            }
+            at = tick.tick() => {
                 for login in shared.take_gone(Instant::now()) {
                     registry.gone(&login);
                 }
-                registry.tick(&shared.connected_here()).await;
+                registry.tick(at, &shared.connected_here()).await;
             }
         }
     }
@@ -285,6 +372,7 @@ fn online_row(since_ms: u64, name: &UserName) -> Online {
 mod tests {
     use super::*;
     use crate::assets::Assets;
+    use crate::domain::Kind;
     use crate::hub::HubHandle;
     use crate::metrics::Metrics;
     use crate::room::RoomSize;
@@ -297,6 +385,7 @@ mod tests {
     struct Room {
         hub: HubHandle,
         presence: Presence,
+        ended: Arc<Revocations>,
     }
 
     /// The embedded backend's room and presence, as the server builds them.
@@ -321,10 +410,12 @@ mod tests {
             max_message_chars: 2000,
         };
         let room = crate::room::Room::start(backend.log, backend.start, size, templates, metrics);
-        let presence = Presence::start(POLL_WINDOW, backend.presence.unwrap());
+        let ended = Arc::new(Revocations::default());
+        let presence = Presence::start(POLL_WINDOW, backend.presence.unwrap(), ended.clone());
         Room {
             hub: room.hub,
             presence,
+            ended,
         }
     }
 
@@ -365,8 +456,25 @@ mod tests {
             }
         }
 
+        /// The notices so far as (kind, names, count).
+        async fn crowds(&self) -> Vec<(Kind, Vec<String>, u32)> {
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            let snapshot = self.hub.snapshot().await.unwrap();
+            snapshot
+                .entries
+                .iter()
+                .map(|e| {
+                    let crowd = e.message.crowd.as_ref().expect("a notice has its crowd");
+                    let names = crowd.names().iter().map(|n| n.to_string()).collect();
+                    (e.message.kind, names, crowd.count())
+                })
+                .collect()
+        }
+
         async fn online(&self) -> Vec<String> {
-            let who = self.presence.who().await.unwrap();
+            let who = self.presence.who(Rows::MAX_ROWS).await.unwrap();
             assert_eq!(who.count, who.users.len());
             who.users.into_iter().map(|u| u.name).collect()
         }
@@ -450,7 +558,7 @@ mod tests {
             wait(Duration::from_secs(1)).await;
         }
         assert_eq!(room.online().await, ["Cy", "Al", "Cy"]);
-        let json = serde_json::to_value(room.presence.who().await.unwrap()).unwrap();
+        let json = serde_json::to_value(room.presence.who(Rows::DEFAULT).await.unwrap()).unwrap();
         assert_eq!(json["count"], 3);
         let keys: Vec<_> = json["users"][0]
             .as_object()
@@ -462,10 +570,98 @@ mod tests {
         drop(held);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_crowd_is_folded_into_at_most_one_notice_of_each_kind_a_second() {
+        let room = room().await;
+        // 500 logins arriving over 5 s, one every 10 ms, then all gone at once.
+        let mut held = Vec::new();
+        for i in 0..500 {
+            held.push(room.presence.connect(&login(&format!("u{i}")), Via::Socket));
+            wait(Duration::from_millis(10)).await;
+        }
+        wait(Duration::from_secs(2)).await;
+        let joins = room.crowds().await;
+        // The first alone at once, then one entry a second.
+        assert!(joins.len() <= 7, "{} entries", joins.len());
+        assert_eq!(joins[0], (Kind::Join, vec!["u0".to_owned()], 1));
+        assert_eq!(joins.iter().map(|c| c.2).sum::<u32>(), 500);
+        let mut named = Vec::new();
+        for (kind, names, count) in &joins {
+            assert_eq!(*kind, Kind::Join);
+            assert_eq!(names.len(), (*count as usize).min(20));
+            named.extend(names.iter().cloned());
+        }
+        // Names in the order they arrived.
+        let mut sorted = named.clone();
+        sorted.sort_by_key(|n| n[1..].parse::<u32>().unwrap());
+        assert_eq!(named, sorted);
+        drop(held);
+        wait(GRACE + Duration::from_secs(3)).await;
+        let leaves: Vec<_> = room.crowds().await.split_off(joins.len());
+        assert_eq!(leaves.len(), 1, "all gone in one tick: one notice");
+        assert_eq!(
+            (leaves[0].0, leaves[0].1.len(), leaves[0].2),
+            (Kind::Leave, 20, 500)
+        );
+        assert!(room.online().await.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_logout_leaves_at_once_and_does_not_come_back() {
+        let room = room().await;
+        let ann = login("Ann");
+        let tab = room.presence.connect(&ann, Via::Socket);
+        wait(Duration::from_secs(2)).await;
+        room.ended
+            .apply([(ann.id.clone(), crate::auth::unix_now() + 3600)]);
+        room.presence.log_out(&ann.id);
+        wait(Duration::from_millis(10)).await;
+        assert_eq!(room.notices().await, ["join Ann", "leave Ann"]);
+        assert!(room.online().await.is_empty());
+        // A request that passed the login check just before: it does not bring Ann back.
+        let late = room.presence.connect(&ann, Via::Poll);
+        wait(GRACE * 2).await;
+        assert_eq!(room.notices().await, ["join Ann", "leave Ann"]);
+        assert!(room.online().await.is_empty());
+        drop((tab, late));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_list_gives_the_first_rows_and_the_whole_count() {
+        let room = room().await;
+        let mut held = Vec::new();
+        for i in 0..150 {
+            held.push(room.presence.connect(&login(&format!("u{i}")), Via::Socket));
+            wait(Duration::from_millis(5)).await;
+        }
+        wait(Duration::from_secs(1)).await;
+        let who = room.presence.who(Rows::DEFAULT).await.unwrap();
+        assert_eq!((who.count, who.users.len()), (150, 100));
+        assert_eq!(who.users[99].name, "u99");
+        let rows = |raw: &str| Rows::try_from(raw.to_owned());
+        let few = room.presence.who(rows("3").unwrap()).await.unwrap();
+        assert_eq!((few.count, few.users.len()), (150, 3));
+        assert_eq!(
+            room.presence
+                .who(rows("0").unwrap())
+                .await
+                .unwrap()
+                .users
+                .len(),
+            0
+        );
+        assert_eq!(rows("5000"), Ok(Rows::MAX_ROWS));
+        assert_eq!(rows("99999999999999999999999"), rows("x"));
+        for bad in ["", "-1", "1.5", "x", "+3", " 3"] {
+            assert!(rows(bad).is_err(), "{bad:?}");
+        }
+        drop(held);
+    }
+
     #[tokio::test]
     async fn presence_off_counts_nothing() {
         let off = Presence::off();
         assert!(off.connect(&login("Ann"), Via::Socket).is_none());
-        assert!(off.who().await.is_none());
+        assert!(off.who(Rows::DEFAULT).await.is_none());
     }
 }

@@ -224,6 +224,7 @@ pub fn render(templates: &Templates, record: &Record) -> Option<Arc<Entry>> {
         &record.from,
         record.body.clone(),
         record.kind,
+        record.crowd.clone(),
     ) {
         Ok(message) => Some(Arc::new(Entry::new(message))),
         Err(error) => {

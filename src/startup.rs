@@ -106,20 +106,23 @@ impl Application {
             templates.clone(),
             metrics.clone(),
         );
-        let presence = match backend.presence {
-            Some(registry) => Presence::start(presence_settings.poll_window, registry),
-            None => Presence::off(),
-        };
         let security = &settings.security;
         let provenance = Provenance::new(
             settings.server.trusted_proxies.clone(),
             security.allowed_origins.clone(),
         );
         let revocations = Arc::new(Revocations::default());
+        let presence = match backend.presence {
+            Some(registry) => {
+                Presence::start(presence_settings.poll_window, registry, revocations.clone())
+            }
+            None => Presence::off(),
+        };
         let logins = Logins::start(
             backend.logouts,
             backend.ended,
             revocations.clone(),
+            presence.clone(),
             SocketLimits::new(SOCKETS_PER_LOGIN, metrics.clone()),
             security.cookie_max_age_days,
         );

@@ -9,7 +9,7 @@ use serde::Serialize;
 use tera::{Context, Tera, Value};
 
 use crate::assets::{AssetError, Assets, TEMPLATE_NAMES};
-use crate::domain::{Kind, Message, MessageBody, MessageId, Timestamp, UserName};
+use crate::domain::{Crowd, Kind, Message, MessageBody, MessageId, Timestamp, UserName};
 use crate::linkify::{escape_html, linkify};
 
 pub struct Templates {
@@ -34,8 +34,11 @@ pub struct IndexPage<'a> {
     pub messages: Vec<&'a str>,
     pub cursor: &'a str,
     pub xsrf: &'a str,
-    /// The names of who is online, oldest first; `None` when presence is off.
+    /// The first names of who is online, oldest first; `None` when presence is off.
     pub online: Option<Vec<&'a str>>,
+    /// How many are online, and how many of them `online` leaves out.
+    pub online_count: usize,
+    pub online_more: usize,
 }
 
 #[derive(Serialize)]
@@ -43,10 +46,20 @@ struct MessageView<'a> {
     id: &'a str,
     from: &'a str,
     body: &'a str,
+    /// A notice's names, each with what follows it, then the rest of its sentence (see
+    /// `Crowd::sentence`).
+    shown: Vec<Shown<'a>>,
+    rest: String,
     /// RFC 3339, for `<time datetime>`.
     time: &'a str,
     /// `HH:MM` UTC, what the markup shows before the page's script localises it.
     clock: &'a str,
+}
+
+#[derive(Serialize)]
+struct Shown<'a> {
+    name: &'a str,
+    then: &'static str,
 }
 
 impl Templates {
@@ -97,18 +110,28 @@ impl Templates {
         from: &UserName,
         body: MessageBody,
         kind: Kind,
+        crowd: Option<Crowd>,
     ) -> Result<Message, TemplateError> {
         let time = Timestamp::of(&id);
         let template = match kind {
             Kind::Message => "message.html",
             Kind::Join | Kind::Leave => "notice.html",
         };
+        let (shown, rest) = crowd
+            .as_ref()
+            .map(|crowd| crowd.sentence(kind))
+            .unwrap_or_default();
         let html = self.render_message(
             template,
             &MessageView {
                 id: id.as_str(),
                 from: from.as_str(),
                 body: body.as_str(),
+                shown: shown
+                    .into_iter()
+                    .map(|(name, then)| Shown { name, then })
+                    .collect(),
+                rest,
                 time: &time.rfc3339(),
                 clock: &time.clock(),
             },
@@ -120,6 +143,7 @@ impl Templates {
             html: html.into(),
             time,
             kind,
+            crowd,
         })
     }
 }

@@ -78,51 +78,105 @@ async function loginIsGone() {
 
 // ---- who is online --------------------------------------------------------------------
 
+// Names the page lists (the server embeds as many).
+const ROSTER_CAP = 100;
+// After a folded notice the list is fetched again within this window, at a random moment,
+// so a crowd's notice does not make every page ask at once.
+const ROSTER_REFRESH_MS = [5000, 30000];
+
+/** Who is online as the page knows it: the first names (at most `cap`, oldest first)
+ * and the whole count. Notices may be folded: `names` holds the first 20 of them and
+ * `count` all of them, so the count stays exact while the names may fall behind; a
+ * notice that names fewer than it counts asks for a lazy refresh of the list. */
+export class Roster {
+  constructor(names, count, cap = ROSTER_CAP) {
+    this.cap = cap;
+    this.names = names.slice(0, cap);
+    this.count = Math.max(count, this.names.length);
+  }
+
+  /** Applies a `join` or `leave` notice; true when it named fewer than it counted. */
+  apply(notice) {
+    const names = notice.names ?? [notice.from];
+    const count = notice.count ?? names.length;
+    if (notice.kind === "join") {
+      for (const name of names) if (this.names.length < this.cap) this.names.push(name);
+      this.count += count;
+    } else if (notice.kind === "leave") {
+      // Two logins may share a name: each has its row, and a leave removes one.
+      for (const name of names) {
+        const at = this.names.indexOf(name);
+        if (at >= 0) this.names.splice(at, 1);
+      }
+      this.count = Math.max(0, this.count - count);
+      if (this.names.length > this.count) this.names.length = this.count;
+    }
+    return count > names.length;
+  }
+
+  /** How many are online beyond the names shown. */
+  more() {
+    return Math.max(0, this.count - this.names.length);
+  }
+}
+
 class Presence {
   constructor() {
     this.box = document.getElementById("presence");
     this.list = document.getElementById("online");
-    this.count = document.getElementById("online-count");
+    this.countBox = document.getElementById("online-count");
+    this.moreBox = document.getElementById("online-more");
+    this.moreCount = document.getElementById("online-more-count");
+    this.refreshTimer = null;
+    const names = this.list ? Array.from(this.list.children, (item) => item.textContent) : [];
+    this.roster = new Roster(names, Number(this.countBox?.textContent ?? names.length));
     // Folded away behind the count on a narrow screen.
     if (this.box && window.matchMedia?.("(max-width: 40em)").matches) this.box.open = false;
   }
 
-  names() {
-    return this.list ? Array.from(this.list.children, (item) => item.textContent) : [];
-  }
-
-  show(names) {
+  render() {
     if (!this.list) return;
     this.list.replaceChildren(
-      ...names.map((name) => {
+      ...this.roster.names.map((name) => {
         const item = document.createElement("li");
         item.textContent = name;
         return item;
       }),
     );
-    this.count.textContent = String(names.length);
+    this.countBox.textContent = String(this.roster.count);
+    if (this.moreBox) {
+      this.moreCount.textContent = String(this.roster.more());
+      this.moreBox.hidden = this.roster.more() === 0;
+    }
   }
 
-  /** A join adds its name at the end (newest last), a leave removes one row of that
-   * name (two logins may share a name: each has its row). */
-  apply(message) {
-    const names = this.names();
-    if (message.kind === "join") names.push(message.from);
-    if (message.kind === "leave") {
-      const at = names.indexOf(message.from);
-      if (at >= 0) names.splice(at, 1);
-    }
-    this.show(names);
+  apply(notice) {
+    if (!this.list) return;
+    if (this.roster.apply(notice)) this.refreshSoon();
+    this.render();
+  }
+
+  refreshSoon() {
+    if (this.refreshTimer !== null) return;
+    const [low, high] = ROSTER_REFRESH_MS;
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null;
+      this.refresh();
+    }, low + Math.random() * (high - low));
   }
 
   /** The whole list again, after anything that may have made the notices miss a change. */
   async refresh() {
     if (!this.list) return;
     try {
-      const response = await fetch("/a/presence", { credentials: "same-origin" });
+      const response = await fetch(`/a/presence?limit=${ROSTER_CAP}`, {
+        credentials: "same-origin",
+      });
       if (!response.ok) return;
       const data = await response.json();
-      this.show((data.users ?? []).map((user) => user.name));
+      const names = (data.users ?? []).map((user) => user.name);
+      this.roster = new Roster(names, data.count ?? names.length);
+      this.render();
     } catch {
       // Next reconnect tries again.
     }

@@ -570,6 +570,67 @@ async fn a_reader_sees_who_joins_and_leaves_without_reloading() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs chromium and chromedriver; run with --include-ignored"]
+async fn a_crowd_shows_as_the_first_names_and_how_many_more() {
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn_with(|s| {
+        s.presence.notices = true;
+        s.presence.leave_grace_secs = 1;
+    })
+    .await;
+    // 104 others online before the page opens: it lists the first 100.
+    let mut crowd = Vec::new();
+    for i in 0..104 {
+        let user = app.login(Some(&format!("p{i:03}"))).await;
+        let socket = user.socket(None).await;
+        crowd.push((user, socket));
+    }
+    let bob = browser(&driver, "bob", true).await;
+    let shown = "var more = document.getElementById('online-more');                  return [document.getElementById('online-count').textContent,                  document.querySelectorAll('#online li').length,                  more.hidden ? '' : more.textContent];";
+    let wait_shown = |want: Value, what: &'static str| {
+        let bob = bob.clone();
+        async move {
+            let script = format!(
+                "var s = (function () {{ {shown} }})(); return JSON.stringify(s) === '{want}';"
+            );
+            wait_for(&bob, &script, what).await;
+        }
+    };
+    bob.goto(&app.url("/auth/login?name=Bob")).await.unwrap();
+    wait_for_transport(&bob, "websocket", "Bob").await;
+    // Bob's own join may come folded with nothing else; either way he counts.
+    wait_shown(json!(["105", 100, "and 5 more"]), "the page's first names").await;
+    let first = bob
+        .execute(
+            "return document.querySelector('#online li').textContent;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, json!("p000"), "oldest first");
+
+    // Three more arrive together: one folded notice, the count follows.
+    for i in 104..107 {
+        let user = app.login(Some(&format!("p{i:03}"))).await;
+        let socket = user.socket(None).await;
+        crowd.push((user, socket));
+    }
+    wait_shown(json!(["108", 100, "and 8 more"]), "three more").await;
+    wait_for_notice(&bob, "joined the room").await;
+
+    // Ten of the listed ones leave: they go from the list, and the count is exact.
+    for _ in 0..10 {
+        crowd.remove(0);
+    }
+    wait_shown(json!(["98", 90, "and 8 more"]), "ten fewer").await;
+    wait_for_notice(&bob, "and 8 others left the room").await;
+    bob.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
 async fn on_a_narrow_screen_the_list_folds_behind_the_count() {
     if !browser_available() {
         return;

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::pieces::Pieces;
 use crate::auth::{CurrentUser, Login};
 use crate::error::AppError;
+use crate::presence::Rows;
 use crate::state::AppState;
 use crate::templates::IndexPage;
 use crate::xsrf;
@@ -22,7 +23,7 @@ pub(super) async fn show_chat(
         return Ok(redirect_to_login(&req));
     };
     let snapshot = state.room.hub.snapshot().await?;
-    let who = state.presence.who().await;
+    let who = state.presence.who(Rows::DEFAULT).await;
     let (token, new_cookie) = page_token(&req, &state, &login);
     // Rendered with a mark for each message, then written out with each message's own
     // shared bytes in its place: a page is a few KiB of its own, whatever the history.
@@ -36,6 +37,10 @@ pub(super) async fn show_chat(
             online: who
                 .as_ref()
                 .map(|w| w.users.iter().map(|u| u.name.as_str()).collect()),
+            online_count: who.as_ref().map_or(0, |w| w.count),
+            online_more: who
+                .as_ref()
+                .map_or(0, |w| w.count.saturating_sub(w.users.len())),
         })
         .map_err(AppError::internal)?;
     let messages = snapshot.entries.iter().map(|e| e.message.html.as_bytes());

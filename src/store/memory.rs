@@ -2,7 +2,7 @@
 //! alone. The log gives ids the way a Redis stream does (`ms-seq`, only growing) under a
 //! lock, and hands each record to this instance's follower in that same order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -12,11 +12,11 @@ use tokio::sync::Notify;
 
 use super::{
     Backend, Log, LogEvent, LogSource, LogoutList, LogoutSource, Post, PresenceRegistry,
-    PresenceSettings, Record, Snapshot, StoreError, POST_KEY_TTL,
+    PresenceSettings, Record, Snapshot, StoreError, FOLD_PERIOD, POST_KEY_TTL,
 };
 use crate::auth::LoginId;
 use crate::config::RoomSettings;
-use crate::domain::{Epoch, Kind, MessageBody, MessageId, Position, PostKey, Timestamp, UserName};
+use crate::domain::{Crowd, Epoch, Kind, MessageId, Position, PostKey, Timestamp, UserName};
 use crate::metrics::Metrics;
 use crate::rate::RateLimiter;
 
@@ -44,7 +44,10 @@ pub(super) fn open(
             log: log.clone(),
             settings: settings.clone(),
             online: HashMap::new(),
+            order: BTreeMap::new(),
             arrivals: 0,
+            joins: Fold::new(Kind::Join),
+            leaves: Fold::new(Kind::Leave),
         }) as Box<dyn PresenceRegistry>
     });
     Backend {
@@ -88,20 +91,15 @@ struct Tail {
 impl LogState {
     /// Gives the entry the next position and queues it for the follower, in one step, so
     /// the follower sees entries in the order of their ids.
-    fn push(&self, from: UserName, body: MessageBody, kind: Kind) -> MessageId {
+    fn push(&self, entry: impl FnOnce(MessageId) -> Record) -> Record {
         let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
         let position = tail.head.next(Timestamp::now().unix_millis());
         tail.head = position;
-        let id = MessageId::new(&tail.epoch, position);
-        tail.unread.push(Record {
-            id: id.clone(),
-            from,
-            body,
-            kind,
-        });
+        let record = entry(MessageId::new(&tail.epoch, position));
+        tail.unread.push(record.clone());
         drop(tail);
         self.appended.notify_one();
-        id
+        record
     }
 
     fn take_unread(&self) -> Vec<Record> {
@@ -150,13 +148,7 @@ impl Log for MemoryLog {
         );
         let result = charged
             .map(|()| {
-                let id = log.push(post.from.clone(), post.body.clone(), Kind::Message);
-                let record = Record {
-                    id,
-                    from: post.from.clone(),
-                    body: post.body.clone(),
-                    kind: Kind::Message,
-                };
+                let record = log.push(|id| Record::post(id, post.from.clone(), post.body.clone()));
                 if let Some(key) = key {
                     keys.remember(key, record.clone(), now);
                 }
@@ -211,56 +203,115 @@ impl LogoutList for MemoryLogouts {
 /// Presence of one instance: a login that comes online joins at once, unless it is still
 /// within its leave grace (a reload, a second tab, a transport switch), when nothing is
 /// said. It leaves once it has been gone for the whole grace, so a login flapping in a
-/// loop makes at most one join/leave pair per grace.
+/// loop makes at most one join/leave pair per grace; a logout leaves at once. Notices are
+/// folded (see [`Fold`]).
 struct MemoryPresence {
     log: MemoryLog,
     settings: PresenceSettings,
     online: HashMap<LoginId, Present>,
+    /// The same logins, oldest first.
+    order: BTreeMap<(u64, u64), LoginId>,
     arrivals: u64,
+    joins: Fold,
+    leaves: Fold,
 }
 
 struct Present {
     name: UserName,
-    since_ms: u64,
-    /// Arrival order, for logins that came in the same millisecond.
-    arrival: u64,
+    /// (since, in Unix ms; arrival number), its key in `order`.
+    place: (u64, u64),
     /// Set while none of its connections is left: it leaves then, unless it comes back.
     leave_at: Option<tokio::time::Instant>,
 }
 
+/// The notices of one kind not yet in the room: at most one entry per [`FOLD_PERIOD`],
+/// holding everyone who came (or went) since the last one. A lone arrival after a quiet
+/// period is its own notice at once.
+struct Fold {
+    kind: Kind,
+    names: Vec<UserName>,
+    count: u32,
+    /// When the last notice of this kind was added.
+    last: Option<tokio::time::Instant>,
+}
+
+impl Fold {
+    fn new(kind: Kind) -> Self {
+        Self {
+            kind,
+            names: Vec::new(),
+            count: 0,
+            last: None,
+        }
+    }
+
+    fn add(&mut self, name: UserName) {
+        if self.names.len() < Crowd::MAX_NAMES {
+            self.names.push(name);
+        }
+        self.count += 1;
+    }
+
+    /// The notice due at `at`: everyone added since the last one, if that was at least
+    /// [`FOLD_PERIOD`] ago.
+    fn take_due(&mut self, at: tokio::time::Instant) -> Option<(Kind, Crowd)> {
+        if self.count == 0 || self.last.is_some_and(|last| at < last + FOLD_PERIOD) {
+            return None;
+        }
+        self.last = Some(at);
+        let crowd = Crowd::new(std::mem::take(&mut self.names), self.count);
+        self.count = 0;
+        crowd.map(|crowd| (self.kind, crowd))
+    }
+}
+
 impl MemoryPresence {
-    fn notice(&self, kind: Kind, name: UserName) {
+    /// Adds the notices due at `at` to the room.
+    fn announce(&mut self, at: tokio::time::Instant) {
         if !self.settings.notices {
             return;
         }
-        let Some(body) = kind
-            .notice_text()
-            .and_then(|t| MessageBody::parse(t, usize::MAX).ok())
-        else {
-            return;
-        };
-        self.log.0.push(name, body, kind);
+        for fold in [&mut self.joins, &mut self.leaves] {
+            if let Some((kind, crowd)) = fold.take_due(at) {
+                self.log.0.push(|id| Record::notice(id, kind, crowd));
+            }
+        }
+    }
+
+    fn leave(&mut self, login: &LoginId) {
+        if let Some(present) = self.online.remove(login) {
+            self.order.remove(&present.place);
+            if self.settings.notices {
+                self.leaves.add(present.name);
+            }
+        }
     }
 }
 
 impl PresenceRegistry for MemoryPresence {
-    fn connected(&mut self, login: LoginId, name: UserName) -> BoxFuture<'_, ()> {
-        if let Some(present) = self.online.get_mut(&login) {
-            // Back within the grace: a reload, a tab, a switch. Nothing to say.
-            present.leave_at = None;
-        } else {
+    fn connected(&mut self, logins: Vec<(LoginId, UserName)>) -> BoxFuture<'_, ()> {
+        for (login, name) in logins {
+            if let Some(present) = self.online.get_mut(&login) {
+                // Back within the grace: a reload, a tab, a switch. Nothing to say.
+                present.leave_at = None;
+                continue;
+            }
             self.arrivals += 1;
+            let place = (Timestamp::now().unix_millis(), self.arrivals);
+            self.order.insert(place, login.clone());
+            if self.settings.notices {
+                self.joins.add(name.clone());
+            }
             self.online.insert(
                 login,
                 Present {
-                    name: name.clone(),
-                    since_ms: Timestamp::now().unix_millis(),
-                    arrival: self.arrivals,
+                    name,
+                    place,
                     leave_at: None,
                 },
             );
-            self.notice(Kind::Join, name);
         }
+        self.announce(tokio::time::Instant::now());
         Box::pin(std::future::ready(()))
     }
 
@@ -270,7 +321,17 @@ impl PresenceRegistry for MemoryPresence {
         }
     }
 
-    fn tick<'a>(&'a mut self, _here: &'a [(LoginId, UserName)]) -> BoxFuture<'a, ()> {
+    fn logged_out(&mut self, login: LoginId) -> BoxFuture<'_, ()> {
+        self.leave(&login);
+        self.announce(tokio::time::Instant::now());
+        Box::pin(std::future::ready(()))
+    }
+
+    fn tick<'a>(
+        &'a mut self,
+        at: tokio::time::Instant,
+        _here: &'a [(LoginId, UserName)],
+    ) -> BoxFuture<'a, ()> {
         let now = tokio::time::Instant::now();
         let due: Vec<LoginId> = self
             .online
@@ -279,20 +340,19 @@ impl PresenceRegistry for MemoryPresence {
             .map(|(id, _)| id.clone())
             .collect();
         for login in due {
-            if let Some(present) = self.online.remove(&login) {
-                self.notice(Kind::Leave, present.name);
-            }
+            self.leave(&login);
         }
+        self.announce(at);
         Box::pin(std::future::ready(()))
     }
 
-    fn list(&mut self) -> BoxFuture<'_, Vec<(u64, UserName)>> {
-        let mut present: Vec<&Present> = self.online.values().collect();
-        present.sort_by_key(|p| (p.since_ms, p.arrival));
-        let rows = present
-            .into_iter()
-            .map(|p| (p.since_ms, p.name.clone()))
+    fn list(&mut self, limit: usize) -> BoxFuture<'_, (usize, Vec<(u64, UserName)>)> {
+        let rows = self
+            .order
+            .iter()
+            .take(limit)
+            .filter_map(|((since, _), login)| Some((*since, self.online.get(login)?.name.clone())))
             .collect();
-        Box::pin(std::future::ready(rows))
+        Box::pin(std::future::ready((self.online.len(), rows)))
     }
 }

@@ -15,7 +15,7 @@ use futures_core::future::BoxFuture;
 use crate::auth::LoginId;
 use crate::config::{Backend as Kind, Settings};
 use crate::domain::{
-    Epoch, Kind as EntryKind, MessageBody, MessageId, Position, PostKey, UserName,
+    Crowd, Epoch, Kind as EntryKind, MessageBody, MessageId, Position, PostKey, UserName,
 };
 use crate::metrics::Metrics;
 pub use redis::StoreStartError;
@@ -55,6 +55,31 @@ pub struct Record {
     pub from: UserName,
     pub body: MessageBody,
     pub kind: EntryKind,
+    /// Who a notice is about; `None` for a post.
+    pub crowd: Option<Crowd>,
+}
+
+impl Record {
+    pub fn post(id: MessageId, from: UserName, body: MessageBody) -> Self {
+        Self {
+            id,
+            from,
+            body,
+            kind: EntryKind::Message,
+            crowd: None,
+        }
+    }
+
+    /// A `join` or `leave` notice: from its first name, its body the sentence.
+    pub fn notice(id: MessageId, kind: EntryKind, crowd: Crowd) -> Self {
+        Self {
+            id,
+            from: crowd.first().clone(),
+            body: crowd.body(kind),
+            kind,
+            crowd: Some(crowd),
+        }
+    }
 }
 
 /// Where a log stands when an instance (re)starts from it.
@@ -102,17 +127,31 @@ pub trait LogSource: Send {
     fn next(&mut self) -> BoxFuture<'_, Option<LogEvent>>;
 }
 
-/// Who is online across instances, and who announces the changes.
+/// Who is online across instances, and who announces the changes. Notices are folded:
+/// at most one `join` and one `leave` entry per [`FOLD_PERIOD`], each holding every login
+/// that came or went since the last one (a lone one is added at once).
 pub trait PresenceRegistry: Send {
-    /// `login` has its first connection on this instance.
-    fn connected(&mut self, login: LoginId, name: UserName) -> BoxFuture<'_, ()>;
-    /// `login` has had no connection here for its linger.
+    /// These logins have their first connection on this instance, in the order they came.
+    fn connected(&mut self, logins: Vec<(LoginId, UserName)>) -> BoxFuture<'_, ()>;
+    /// `login` has had no connection here for its linger: it leaves after the grace unless
+    /// it connects again, here or elsewhere.
     fn gone(&mut self, login: &LoginId);
-    /// Once a second: `here` is every login connected to this instance now.
-    fn tick<'a>(&'a mut self, here: &'a [(LoginId, UserName)]) -> BoxFuture<'a, ()>;
-    /// Who is online: (since, in Unix ms; name), oldest first.
-    fn list(&mut self) -> BoxFuture<'_, Vec<(u64, UserName)>>;
+    /// `login` logged out: it leaves at once, from every instance.
+    fn logged_out(&mut self, login: LoginId) -> BoxFuture<'_, ()>;
+    /// Once a second, at `at` (the tick's own instant): `here` is every login connected to
+    /// this instance now.
+    fn tick<'a>(
+        &'a mut self,
+        at: tokio::time::Instant,
+        here: &'a [(LoginId, UserName)],
+    ) -> BoxFuture<'a, ()>;
+    /// How many are online, and the first `limit` of them (since, in Unix ms; name),
+    /// oldest first.
+    fn list(&mut self, limit: usize) -> BoxFuture<'_, (usize, Vec<(u64, UserName)>)>;
 }
+
+/// At most one notice of each kind per this long (see [`PresenceRegistry`]).
+pub const FOLD_PERIOD: Duration = Duration::from_secs(1);
 
 /// Logins ended by logout, for every instance and until their cookies would expire.
 pub trait LogoutList: Send + Sync {

@@ -38,6 +38,10 @@ pub struct Msg {
     pub html: String,
     pub time: String,
     pub kind: String,
+    /// Notices only: the first names (up to 20) and how many in all.
+    #[serde(default)]
+    pub names: Vec<String>,
+    pub count: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -37,8 +37,9 @@ fn names(who: &Value) -> Vec<String> {
 /// How long the room is watched after the expected notices, to see that no other follows.
 const QUIET: Duration = Duration::from_millis(700);
 
-/// The next `count` notices on `ws` (as "join Ann"), waiting at most `limit` for them, and
-/// how long they took; then none more for [`QUIET`].
+/// The next `count` notices on `ws` (as "join Ann", one per name: folded ones are
+/// unfolded), waiting at most `limit` for them, and how long they took; then none more for
+/// [`QUIET`].
 async fn notices(ws: &mut Ws, count: usize, limit: Duration) -> (Vec<String>, Duration) {
     let (seen, arrived) = notices_arriving(ws, count, limit).await;
     (seen, arrived.elapsed() - QUIET.min(arrived.elapsed()))
@@ -52,7 +53,7 @@ async fn notices_arriving(ws: &mut Ws, count: usize, limit: Duration) -> (Vec<St
         let left = limit.saturating_sub(started.elapsed());
         let batch = tokio::time::timeout(left.min(Duration::from_secs(9)), next_batch(ws)).await;
         match batch {
-            Ok(batch) => seen.extend(batch.messages.iter().map(notice)),
+            Ok(batch) => seen.extend(batch.messages.iter().flat_map(notice)),
             Err(_) if started.elapsed() >= limit => {
                 panic!("{seen:?} within {limit:?}, wanted {count} notices")
             }
@@ -74,31 +75,68 @@ async fn assert_quiet(ws: &mut Ws, period: Duration) {
     }
 }
 
-fn notice(message: &Msg) -> String {
+/// A notice of a few logins, each named: "join Ann", "join Bob".
+fn notice(message: &Msg) -> Vec<String> {
     assert!(
         matches!(message.kind.as_str(), "join" | "leave"),
         "{message:?}"
     );
     assert_notice_markup(message);
-    format!("{} {}", message.kind, message.from)
+    assert_eq!(
+        message.count,
+        Some(message.names.len() as u32),
+        "{message:?}"
+    );
+    (message.names.iter())
+        .map(|name| format!("{} {name}", message.kind))
+        .collect()
 }
 
-fn assert_notice_markup(message: &Msg) {
+/// A notice's body and markup: "<b>Ann</b> joined the room" alone (body "joined the
+/// room"), "<b>Ann</b>, <b>Bob</b> and <b>Cy</b> joined the room" folded (the body the
+/// same words), and past three names "<b>Ann</b>, <b>Bob</b> and 212 others ...".
+pub fn assert_notice_markup(message: &Msg) {
     let verb = if message.kind == "join" {
-        "joined"
+        "joined the room"
     } else {
-        "left"
+        "left the room"
     };
-    assert_eq!(message.body, format!("{verb} the room"));
+    let count = message.count.expect("a notice says how many") as usize;
+    assert_eq!(message.from, message.names[0]);
+    let shown = if count <= 3 { count } else { 2 };
+    let names = &message.names[..shown];
+    let others = count - shown;
+    let mut words = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let then = match (shown - i, others) {
+            (1, 0) => "",
+            (1, _) | (2, 0) => " and",
+            _ => ",",
+        };
+        words.push((name.clone(), then));
+    }
+    let rest = match others {
+        0 => verb.to_owned(),
+        n => format!("{n} other{} {verb}", if n == 1 { "" } else { "s" }),
+    };
+    let plain: Vec<String> = words.iter().map(|(n, then)| format!("{n}{then}")).collect();
+    let bold: Vec<String> = words
+        .iter()
+        .map(|(n, then)| format!("<b>{n}</b>{then}"))
+        .collect();
+    if count == 1 {
+        assert_eq!(message.body, verb);
+    } else {
+        assert_eq!(message.body, format!("{} {rest}", plain.join(" ")));
+    }
     assert_eq!(
         message.html,
         format!(
-            "<div class=\"notice\" id=\"m{}\"><time datetime=\"{}\">{}</time> <b>{}</b> {}",
+            "<div class=\"notice\" id=\"m{}\"><time datetime=\"{}\">{}</time> {} {rest}",
             message.id,
             message.time,
             &message.time[11..16],
-            message.from,
-            message.body
+            bold.join(" "),
         ) + "</div>"
     );
 }
@@ -319,4 +357,283 @@ async fn the_logins_of_a_killed_instance_leave_unless_connected_elsewhere() {
         "within the grace + 10 s: {took:?}"
     );
     assert_eq!(names(&who(&watcher).await), ["Watcher", "Bob"]);
+}
+
+/// The notices on `ws` until their `count`s add up to `joins` joins and `leaves` leaves,
+/// waiting at most `limit`: every transition is counted in exactly one notice.
+async fn crowd_notices(ws: &mut Ws, joins: u32, leaves: u32, limit: Duration) -> Vec<Msg> {
+    let started = Instant::now();
+    let mut seen: Vec<Msg> = Vec::new();
+    let sum = |seen: &[Msg], kind: &str| -> u32 {
+        (seen.iter().filter(|m| m.kind == kind))
+            .map(|m| m.count.unwrap())
+            .sum()
+    };
+    while sum(&seen, "join") < joins || sum(&seen, "leave") < leaves {
+        let left = limit.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, next_batch(ws)).await {
+            Ok(batch) => {
+                for message in batch.messages {
+                    assert_notice_markup(&message);
+                    assert!(
+                        message.names.len() <= 20
+                            && message.names.len() as u32 <= message.count.unwrap()
+                    );
+                    seen.push(message);
+                }
+            }
+            Err(_) => panic!(
+                "{} joins and {} leaves counted in {limit:?}, wanted {joins} and {leaves}",
+                sum(&seen, "join"),
+                sum(&seen, "leave")
+            ),
+        }
+    }
+    assert_eq!((sum(&seen, "join"), sum(&seen, "leave")), (joins, leaves));
+    seen
+}
+
+/// `n` logins, each with a socket to one of `apps` in turn, opened as fast as the test can.
+async fn crowd(apps: &[&TestApp], n: usize) -> Vec<(TestUser, Ws)> {
+    let mut crowd = Vec::with_capacity(n);
+    for i in 0..n {
+        let app = apps[i % apps.len()];
+        let user = app.login(Some(&format!("c{i}"))).await;
+        let socket = user.socket(None).await;
+        crowd.push((user, socket));
+    }
+    crowd
+}
+
+/// A crowd's arrival and departure on `apps`, watched from the first: every transition in
+/// exactly one notice, and at most one notice of each kind a second (plus the first one,
+/// alone, at once).
+async fn a_crowd_comes_and_goes(apps: &[&TestApp], n: usize) {
+    let watcher = apps[0].login(Some("Watcher")).await;
+    let mut watch = watcher.socket(None).await;
+    assert_eq!(
+        notices(&mut watch, 1, Duration::from_secs(3)).await.0,
+        ["join Watcher"]
+    );
+    let started = Instant::now();
+    let crowd = crowd(apps, n).await;
+    let joins = crowd_notices(&mut watch, n as u32, 0, Duration::from_secs(30)).await;
+    let took = started.elapsed();
+    let bound = took.as_secs() as usize + 2;
+    assert!(
+        joins.len() <= bound,
+        "{} join notices for {n} logins in {took:?}",
+        joins.len()
+    );
+    let named: Vec<&str> = joins
+        .iter()
+        .flat_map(|m| &m.names)
+        .map(String::as_str)
+        .collect();
+    assert_eq!(named[0], "c0", "the first arrival is named first");
+    let who = who(&watcher).await;
+    assert_eq!(
+        (who["count"].as_u64(), names(&who).len()),
+        (Some(n as u64 + 1), 100.min(n + 1))
+    );
+
+    drop(crowd);
+    let leaves = crowd_notices(&mut watch, 0, n as u32, Duration::from_secs(30)).await;
+    assert!(
+        leaves.len() <= 3,
+        "{} leave notices for {n} going together",
+        leaves.len()
+    );
+    assert_eq!(names(&who_when(&watcher, 1).await), ["Watcher"]);
+}
+
+/// `/a/presence` once it counts `count`.
+async fn who_when(user: &TestUser, count: u64) -> Value {
+    for _ in 0..100 {
+        let online = who(user).await;
+        if online["count"] == count {
+            return online;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never {count} online: {}", who(user).await);
+}
+
+#[tokio::test]
+async fn a_crowd_is_folded_into_a_few_notices_each_transition_counted_once() {
+    let app = TestApp::spawn_with(quick_presence).await;
+    a_crowd_comes_and_goes(&[&app], 1500).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
+async fn across_instances_a_crowd_is_folded_once() {
+    let Some(redis) = RedisServer::start("across_instances_a_crowd_is_folded_once").await else {
+        return;
+    };
+    let (a, b) = (instance(&redis).await, instance(&redis).await);
+    a_crowd_comes_and_goes(&[&a, &b], 1000).await;
+}
+
+/// A logout leaves at once: Ann, with a socket on one instance (or the only one) and a
+/// poll on the other, logs out; the watcher hears one leave within 2 s and neither list
+/// has her.
+async fn a_logout_is_a_leave_at_once(a: &TestApp, b: &TestApp) {
+    let watcher = b.login(Some("Watcher")).await;
+    let mut watch = watcher.socket(None).await;
+    let ann = a.login(Some("Ann")).await;
+    let _socket = ann.socket(None).await;
+    let _ = ann.at(&b.address).poll_ok(None).await;
+    let mut joined = notices(&mut watch, 2, Duration::from_secs(3)).await.0;
+    joined.sort();
+    assert_eq!(joined, ["join Ann", "join Watcher"]);
+    let started = Instant::now();
+    assert_eq!(ann.get("/auth/logout").await.status(), 200);
+    let (left, _) = notices(&mut watch, 1, Duration::from_secs(2)).await;
+    assert_eq!(left, ["leave Ann"]);
+    assert!(started.elapsed() < Duration::from_secs(2) + QUIET);
+    for app in [a, b] {
+        assert_eq!(names(&who(&watcher.at(&app.address)).await), ["Watcher"]);
+    }
+    // Nothing more about Ann once her poll's window and the grace are over.
+    assert_quiet(&mut watch, Duration::from_secs(8)).await;
+}
+
+#[tokio::test]
+async fn a_logout_leaves_at_once() {
+    let app = TestApp::spawn_with(quick_presence).await;
+    a_logout_is_a_leave_at_once(&app, &app).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
+async fn across_instances_a_logout_leaves_at_once_everywhere() {
+    let Some(redis) = RedisServer::start("across_instances_a_logout_leaves").await else {
+        return;
+    };
+    let (a, b) = (instance(&redis).await, instance(&redis).await);
+    a_logout_is_a_leave_at_once(&a, &b).await;
+}
+
+#[tokio::test]
+async fn the_list_gives_the_first_rows_asked_for_and_the_whole_count() {
+    let app = TestApp::spawn_with(quick_presence).await;
+    let crowd = crowd(&[&app], 5).await;
+    let user = &crowd[0].0;
+    who_when(user, 5).await;
+    let rows = |who: Value| (who["count"].as_u64().unwrap(), names(&who));
+    let limited = user.get("/a/presence?limit=2").await;
+    assert_eq!(limited.status(), 200);
+    assert_eq!(
+        rows(limited.json().await.unwrap()),
+        (5, vec!["c0".into(), "c1".into()])
+    );
+    let counted = user.get("/a/presence?limit=0").await.json().await.unwrap();
+    assert_eq!(rows(counted), (5, vec![]));
+    let all = user
+        .get("/a/presence?limit=99999")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rows(all).1.len(), 5);
+    for bad in ["x", "-1", "1.5", ""] {
+        let response = user.get(&format!("/a/presence?limit={bad}")).await;
+        assert_eq!(response.status(), 400, "limit={bad}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains("limit is a whole number"), "{text}");
+    }
+    // The page lists the first 100 and says how many more.
+    let more = crowd_of(&app, 5, 100).await;
+    who_when(user, 105).await;
+    let page = user.page().await;
+    assert!(
+        page.contains("<span id=\"online-count\">105</span>"),
+        "{page}"
+    );
+    assert_eq!(page.matches("<li>").count(), 100);
+    assert!(
+        page.contains("<p id=\"online-more\">and <span id=\"online-more-count\">5</span> more</p>"),
+        "{page}"
+    );
+    drop((crowd, more));
+}
+
+/// Logins `c{from}` onwards, `n` of them, each with a socket.
+async fn crowd_of(app: &TestApp, from: usize, n: usize) -> Vec<(TestUser, Ws)> {
+    let mut crowd = Vec::with_capacity(n);
+    for i in from..from + n {
+        let user = app.login(Some(&format!("c{i}"))).await;
+        let socket = user.socket(None).await;
+        crowd.push((user, socket));
+    }
+    crowd
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
+async fn a_store_outage_is_not_a_transition() {
+    let Some(mut redis) = RedisServer::start("a_store_outage_is_not_a_transition").await else {
+        return;
+    };
+    let (a, b) = (instance(&redis).await, instance(&redis).await);
+    let watcher = b.login(Some("Watcher")).await;
+    let mut watch = watcher.socket(None).await;
+    // Sockets that are read all along (so they answer the server's pings): kept open.
+    let ann = a.login(Some("Ann")).await;
+    let ann_socket = reading(ann.socket(None).await);
+    let bob = b.login(Some("Bob")).await;
+    let bob_socket = reading(bob.socket(None).await);
+    let cy = a.login(Some("Cy")).await;
+    let cy_socket = reading(cy.socket(None).await);
+    // Pat long-polls, on either instance in turn, all along.
+    let pat = a.login(Some("Pat")).await;
+    let polling = {
+        let (pat_a, pat_b) = (pat.at(&a.address), pat.at(&b.address));
+        tokio::spawn(async move {
+            for round in 0.. {
+                let pat = if round % 2 == 0 { &pat_a } else { &pat_b };
+                let _ = pat.poll(None).await;
+            }
+        })
+    };
+    let mut joined = notices(&mut watch, 5, Duration::from_secs(5)).await.0;
+    joined.sort();
+    assert_eq!(
+        joined,
+        [
+            "join Ann",
+            "join Bob",
+            "join Cy",
+            "join Pat",
+            "join Watcher"
+        ]
+    );
+
+    // Redis goes away for 30 s and comes back with its data; Cy really leaves during it.
+    redis.kill();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    cy_socket.abort();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    redis.launch().await;
+
+    // Cy leaves once; nobody else comes or goes.
+    let (left, _) = notices(&mut watch, 1, Duration::from_secs(15)).await;
+    assert_eq!(left, ["leave Cy"]);
+    assert_quiet(&mut watch, Duration::from_secs(10)).await;
+    let online = names(&who(&watcher.at(&a.address)).await);
+    assert_eq!(online, ["Watcher", "Ann", "Bob", "Pat"]);
+    for task in [polling, ann_socket, bob_socket] {
+        assert!(
+            !task.is_finished(),
+            "a connection that should have stayed ended"
+        );
+        task.abort();
+    }
+}
+
+/// Reads `ws` until the task is aborted (which closes it): it answers the server's pings.
+fn reading(mut ws: Ws) -> tokio::task::JoinHandle<()> {
+    use futures_util::StreamExt;
+    tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} })
 }

@@ -12,7 +12,7 @@ use redis::{RedisError, Script};
 use super::stream::{Follower, Step, Stream};
 use super::{record, Shared};
 use crate::config::RoomSettings;
-use crate::domain::{Epoch, Kind, MessageBody, MessageId, Position, UserName};
+use crate::domain::{Epoch, MessageBody, MessageId, Position, UserName};
 use crate::store::{Log, LogEvent, LogSource, Post, Record, Snapshot, StoreError, POST_KEY_TTL};
 
 /// How long a post keeps retrying a write whose outcome it does not know; then it is
@@ -129,12 +129,7 @@ impl RedisLog {
             MessageId::parse(id)
                 .ok_or_else(|| StoreError::Internal(format!("bad id from Redis: {id}")))
         };
-        let record = |id, from, body| Record {
-            id,
-            from,
-            body,
-            kind: Kind::Message,
-        };
+        let record = Record::post;
         match reply.as_slice() {
             [status, ms] if status == "rate" => {
                 let ms = ms.parse().unwrap_or(1000);

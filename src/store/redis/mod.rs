@@ -37,7 +37,7 @@ use redis::{AsyncCommands, AsyncConnectionConfig, Client, RedisError};
 
 use super::{Backend, PresenceSettings, Record, Snapshot};
 use crate::config::Settings;
-use crate::domain::{Epoch, Kind, MessageBody, MessageId, Position, UserName};
+use crate::domain::{Crowd, Epoch, Kind, MessageBody, MessageId, Position, UserName};
 use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +57,15 @@ pub enum StoreStartError {
 struct Keys {
     log: String,
     epoch: String,
-    online: String,
     who: String,
+    since: String,
+    held: String,
+    holders: String,
+    instances: String,
+    presence_clock: String,
+    fold: String,
+    fold_joins: String,
+    fold_leaves: String,
     revoked: String,
     revocations: String,
     revocations_count: String,
@@ -70,8 +77,15 @@ impl Keys {
         Self {
             log: format!("{prefix}:log"),
             epoch: format!("{prefix}:epoch"),
-            online: format!("{prefix}:online"),
             who: format!("{prefix}:who"),
+            since: format!("{prefix}:since"),
+            held: format!("{prefix}:held"),
+            holders: format!("{prefix}:holders"),
+            instances: format!("{prefix}:instances"),
+            presence_clock: format!("{prefix}:presence:clock"),
+            fold: format!("{prefix}:fold"),
+            fold_joins: format!("{prefix}:fold:joins"),
+            fold_leaves: format!("{prefix}:fold:leaves"),
             revoked: format!("{prefix}:revoked"),
             revocations: format!("{prefix}:revocations"),
             revocations_count: format!("{prefix}:revocations:n"),
@@ -337,19 +351,27 @@ impl Shared {
 fn record(stored: &StreamId) -> Option<Record> {
     let epoch = Epoch::parse(&stored.get::<String>("e")?)?;
     let position = Position::parse(&stored.id)?;
+    let id = MessageId::new(&epoch, position);
     let from = UserName::parse(&stored.get::<String>("from")?).ok()?;
-    let body = MessageBody::parse(&stored.get::<String>("body")?, usize::MAX).ok()?;
-    // Posts carry no `k`; notices say which they are.
-    let kind = match stored.get::<String>("k") {
-        Some(kind) => Kind::parse(&kind)?,
-        None => Kind::Message,
-    };
-    Some(Record {
-        id: MessageId::new(&epoch, position),
-        from,
-        body,
-        kind,
-    })
+    // Posts carry no `k`; notices say which they are, and whom: `n` the first names
+    // (comma-separated: names have no comma) and `c` how many in all.
+    match stored.get::<String>("k") {
+        None => {
+            let body = MessageBody::parse(&stored.get::<String>("body")?, usize::MAX).ok()?;
+            Some(Record::post(id, from, body))
+        }
+        Some(kind) => {
+            let kind = Kind::parse(&kind)?;
+            let crowd = match (stored.get::<String>("n"), stored.get::<u32>("c")) {
+                (Some(names), Some(count)) => {
+                    let names = names.split(',').map(UserName::parse);
+                    Crowd::new(names.collect::<Result<_, _>>().ok()?, count)?
+                }
+                _ => Crowd::one(from),
+            };
+            Some(Record::notice(id, kind, crowd))
+        }
+    }
 }
 
 #[cfg(test)]
