@@ -4,7 +4,8 @@
 # runs loads 1 and 2 on the Redis store (one instance) and load 1 on two instances sharing
 # one Redis, with Redis's own command counts.
 #
-#   benches/compare.sh            the four loads of the README (Tornado: loads 1 and 2)
+#   benches/compare.sh            the four loads of the README (Tornado: loads 1 and 2) and
+#                                 the join storm, with notices on and off
 #   benches/compare.sh --all      Tornado runs loads 3 and 4 too (slow)
 #   benches/compare.sh --quick    small versions of every load (a smoke test, ~1 minute)
 #
@@ -153,13 +154,11 @@ run_redis_load() {
 }
 
 notices_for() { # load-number
-  # Loads 2, 3 and 4 connect thousands of fresh logins within seconds: with join notices
-  # on, each is an entry fanned out to everyone already there (about 10^7 deliveries in
-  # load 2, 10^8 in loads 3 and 4), which measures that storm, not the load, and until
-  # notices are folded (protocol v3) it overruns the WebSocket clients' queues. Presence
-  # still tracks every login there; load 1 keeps notices on.
+  # Every load runs with join/leave notices on, as shipped: they are folded (protocol v3),
+  # so thousands of logins arriving within seconds are a handful of entries. The join
+  # storm also runs with them off, to show what they cost.
   notices=true
-  if [ "$1" != 1 ]; then notices=false; fi
+  if [ "$1" = storm-off ]; then notices=false; fi
 }
 
 run_load() { # name load-number extra-args...
@@ -176,12 +175,22 @@ run_load() { # name load-number extra-args...
   sleep 1
 }
 
+# The join storm: 15,000 WebSocket logins arriving evenly over 10 s while 2 messages a
+# second are posted, with notices on and then off (see docs/PERFORMANCE.md).
+run_storm() { # notices: on|off
+  local label=storm
+  [ "$1" = off ] && label=storm-off
+  run_load chatdemo "$label" "${storm[@]}"
+}
+
 if [ "$quick" = 1 ]; then
+  storm=(--ws 1500 --polls 0 --messages 10 --rate 2 --storm 3)
   load1=(--ws 20 --polls 20 --messages 200)
   load2=(--ws 100 --polls 100 --messages 40 --rate 20)
   load3=(--ws 500 --polls 250 --messages 10 --rate 5)
   load4=(--ws 500 --polls 250 --idle 3)
 else
+  storm=(--ws 15000 --polls 0 --messages 30 --rate 2 --storm 10)
   load1=(--ws 100 --polls 100 --messages 1000)
   load2=(--ws 2000 --polls 2000 --messages 200 --rate 20)
   load3=(--ws 10000 --polls 5000 --messages 50 --rate 1)
@@ -196,6 +205,9 @@ for name in chatdemo tornado; do
     run_load "$name" 4 "${load4[@]}"
   fi
 done
+
+run_storm on
+run_storm off
 
 if command -v redis-server >/dev/null 2>&1; then
   start_redis

@@ -7,7 +7,11 @@
 //! `cargo bench --bench fanout -- --url http://127.0.0.1:8888 --ws 100 --polls 100 \
 //!     --messages 1000 --server-pid PID`
 //! `--idle SECS` instead holds the connections that long and reports memory and CPU per
-//! idle connection. It talks to loopback only and always stops by itself.
+//! idle connection. `--storm SECS` is a join storm: the WebSocket receivers connect evenly
+//! over SECS while the messages are posted, and the report adds the notices the room got
+//! (entries and the logins they count), the server's peak RSS, and latency counted only for
+//! messages posted after a receiver connected (earlier ones reach it as a replay). It talks
+//! to loopback only and always stops by itself.
 
 // A measuring tool, not the server: an unexpected failure should stop the run with its
 // message, which is what `unwrap` does.
@@ -72,6 +76,10 @@ struct Args {
     /// Give up waiting for deliveries this long after the last post.
     #[arg(long, default_value_t = 60)]
     drain_secs: u64,
+    /// A join storm: connect the WebSocket receivers evenly over this many seconds while
+    /// posting (long-poll receivers are not used).
+    #[arg(long)]
+    storm: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -83,12 +91,24 @@ struct Batch {
 struct WireMessage {
     id: String,
     body: String,
+    #[serde(default)]
+    kind: String,
+    /// Notices: how many logins one counts.
+    count: Option<u64>,
 }
+
+/// A delivery that was a replay (posted before its receiver connected): no latency.
+const REPLAYED: u64 = u64::MAX;
 
 /// What one receiver saw: (poster, sequence, latency in µs) per delivery.
 #[derive(Default)]
 struct Seen {
     deliveries: Vec<(u32, u32, u64)>,
+    /// When it connected (µs on the shared clock): messages due before are replays.
+    connected_us: u64,
+    /// `join`/`leave` entries, and the logins they count.
+    notices: usize,
+    noticed: u64,
 }
 
 struct Shared {
@@ -111,6 +131,11 @@ fn record(shared: &Shared, seen: &mut Seen, text: &[u8], cursor: &mut String) {
     };
     let now = shared.now_us();
     for message in &batch.messages {
+        if matches!(message.kind.as_str(), "join" | "leave") {
+            seen.notices += 1;
+            seen.noticed += message.count.unwrap_or(1);
+            continue;
+        }
         let mut parts = message.body.splitn(4, ':');
         let (Some("b"), Some(poster), Some(seq), Some(sent)) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -124,8 +149,12 @@ fn record(shared: &Shared, seen: &mut Seen, text: &[u8], cursor: &mut String) {
         ) else {
             continue;
         };
-        seen.deliveries
-            .push((poster, seq, now.saturating_sub(sent)));
+        let latency = if sent >= seen.connected_us {
+            now.saturating_sub(sent)
+        } else {
+            REPLAYED
+        };
+        seen.deliveries.push((poster, seq, latency));
         shared.received.fetch_add(1, Relaxed);
     }
     if let Some(last) = batch.messages.last() {
@@ -147,7 +176,10 @@ async fn ws_receiver(
         .expect("socket opens");
     drop(connecting);
     ready.fetch_add(1, Relaxed);
-    let mut seen = Seen::default();
+    let mut seen = Seen {
+        connected_us: shared.now_us(),
+        ..Seen::default()
+    };
     let mut cursor = cursor;
     let mut stop = shared.stop.subscribe();
     loop {
@@ -222,6 +254,7 @@ fn read_servers(args: &Args) -> Option<Proc> {
     Some(Proc {
         cpu_secs: first.cpu_secs + second.cpu_secs,
         rss_kib: first.rss_kib + second.rss_kib,
+        peak_kib: first.peak_kib + second.peak_kib,
     })
 }
 
@@ -259,7 +292,9 @@ fn check(seen: &[Seen], posted_per_poster: &[u32]) -> Check {
                 }
             }
             last_seq.insert(poster, seq);
-            result.latencies_us.push(latency);
+            if latency != REPLAYED {
+                result.latencies_us.push(latency);
+            }
         }
         result.duplicated += got
             .values()
@@ -274,6 +309,64 @@ fn check(seen: &[Seen], posted_per_poster: &[u32]) -> Check {
     }
     result.latencies_us.sort_unstable();
     result
+}
+
+/// Starts the posters: `--messages` in all, split between them, at `--rate` (or flat out),
+/// each message's body `b:<poster>:<seq>:<due µs>`. Returns their tasks, how many each
+/// posts, and the POST round trips (µs) as they come.
+#[allow(clippy::type_complexity)]
+fn spawn_posters(
+    args: &Arc<Args>,
+    shared: &Arc<Shared>,
+    posters: Vec<User>,
+) -> (
+    Vec<tokio::task::JoinHandle<()>>,
+    Vec<u32>,
+    Arc<Mutex<Vec<u64>>>,
+) {
+    let per_poster = args.messages.div_ceil(args.posters.max(1));
+    let round_trips = Arc::new(Mutex::new(Vec::with_capacity(args.messages)));
+    let mut poster_tasks = Vec::new();
+    let mut posted_per_poster = Vec::new();
+    for (p, user) in posters.into_iter().enumerate() {
+        let count = per_poster.min(args.messages.saturating_sub(p * per_poster)) as u32;
+        posted_per_poster.push(count);
+        let addr = args.url_for(p).trim_start_matches("http://").to_owned();
+        let (shared, round_trips) = (shared.clone(), round_trips.clone());
+        let interval =
+            (args.rate > 0.0).then(|| Duration::from_secs_f64(args.posters as f64 / args.rate));
+        poster_tasks.push(tokio::spawn(async move {
+            let mut http = Http::connect(&addr).await.unwrap();
+            let start = tokio::time::Instant::now();
+            let start_us = shared.now_us();
+            for seq in 0..count {
+                // At a fixed rate, latency counts from when the message was due, not
+                // from when a busy server let us send it (no coordinated omission).
+                let due_us = match interval {
+                    Some(interval) => {
+                        tokio::time::sleep_until(start + interval * seq).await;
+                        start_us + (interval * seq).as_micros() as u64
+                    }
+                    None => shared.now_us(),
+                };
+                let sent = shared.now_us();
+                let text = format!("b:{p}:{seq}:{due_us}");
+                let body = format!("body={}&_xsrf={}", encode(&text), encode(&user.xsrf));
+                let response = http
+                    .request("POST", "/a/message/new", &user.cookie, &body)
+                    .await
+                    .expect("post");
+                assert_eq!(
+                    response.status,
+                    200,
+                    "post: {}",
+                    String::from_utf8_lossy(&response.body)
+                );
+                round_trips.lock().unwrap().push(shared.now_us() - sent);
+            }
+        }));
+    }
+    (poster_tasks, posted_per_poster, round_trips)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -319,6 +412,11 @@ async fn main() {
     let connect_started = Instant::now();
     let mut ws_tasks = Vec::new();
     let connect_limit = Arc::new(Semaphore::new(256));
+    // In a storm the receivers connect evenly over its length, while the posters post.
+    let pace = args
+        .storm
+        .map(|secs| Duration::from_secs_f64(secs / args.ws.max(1) as f64));
+    let storm_start = tokio::time::Instant::now();
     for (i, user) in ws_users.into_iter().enumerate() {
         let (url, shared, cursor, ready, limit) = (
             args.url_for(i).to_owned(),
@@ -328,9 +426,18 @@ async fn main() {
             connect_limit.clone(),
         );
         ws_tasks.push(tokio::spawn(async move {
+            if let Some(pace) = pace {
+                tokio::time::sleep_until(storm_start + pace * i as u32).await;
+            }
             let connecting = limit.acquire_owned().await.unwrap();
             ws_receiver(url, shared, user, cursor, ready, connecting).await
         }));
+    }
+    if let Some(storm_secs) = args.storm {
+        storm(
+            &args, &shared, ws_tasks, posters, &ready, storm_secs, rss_before,
+        )
+        .await;
     }
     while ready.load(Relaxed) < args.ws {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -401,48 +508,7 @@ async fn main() {
         let cpu_before = read_servers(&args);
         let own_before = read_proc(None);
         let started = Instant::now();
-        let per_poster = args.messages.div_ceil(args.posters.max(1));
-        let round_trips = Arc::new(Mutex::new(Vec::with_capacity(args.messages)));
-        let mut poster_tasks = Vec::new();
-        let mut posted_per_poster = Vec::new();
-        for (p, user) in posters.into_iter().enumerate() {
-            let count = per_poster.min(args.messages.saturating_sub(p * per_poster)) as u32;
-            posted_per_poster.push(count);
-            let addr = args.url_for(p).trim_start_matches("http://").to_owned();
-            let (shared, round_trips) = (shared.clone(), round_trips.clone());
-            let interval =
-                (args.rate > 0.0).then(|| Duration::from_secs_f64(args.posters as f64 / args.rate));
-            poster_tasks.push(tokio::spawn(async move {
-                let mut http = Http::connect(&addr).await.unwrap();
-                let start = tokio::time::Instant::now();
-                let start_us = shared.now_us();
-                for seq in 0..count {
-                    // At a fixed rate, latency counts from when the message was due, not
-                    // from when a busy server let us send it (no coordinated omission).
-                    let due_us = match interval {
-                        Some(interval) => {
-                            tokio::time::sleep_until(start + interval * seq).await;
-                            start_us + (interval * seq).as_micros() as u64
-                        }
-                        None => shared.now_us(),
-                    };
-                    let sent = shared.now_us();
-                    let text = format!("b:{p}:{seq}:{due_us}");
-                    let body = format!("body={}&_xsrf={}", encode(&text), encode(&user.xsrf));
-                    let response = http
-                        .request("POST", "/a/message/new", &user.cookie, &body)
-                        .await
-                        .expect("post");
-                    assert_eq!(
-                        response.status,
-                        200,
-                        "post: {}",
-                        String::from_utf8_lossy(&response.body)
-                    );
-                    round_trips.lock().unwrap().push(shared.now_us() - sent);
-                }
-            }));
-        }
+        let (poster_tasks, posted_per_poster, round_trips) = spawn_posters(&args, &shared, posters);
         for task in poster_tasks {
             task.await.unwrap();
         }
@@ -572,6 +638,12 @@ async fn main() {
         }
     }
     let _ = shared.stop.send(true);
+    finish(&args, report)
+}
+
+/// Writes the report (`--json`) and exits: 1 if any delivery was lost, repeated or out of
+/// order. Receivers still open end with the process.
+fn finish(args: &Args, report: serde_json::Map<String, serde_json::Value>) -> ! {
     let faults = ["lost", "duplicated", "out_of_order"]
         .iter()
         .filter_map(|key| report.get(*key).and_then(serde_json::Value::as_u64))
@@ -585,7 +657,6 @@ async fn main() {
             .unwrap();
         writeln!(file, "{}", serde_json::Value::Object(report)).unwrap();
     }
-    // Receivers still open in idle mode end with the process. A delivery fault fails the run.
     if faults > 0 {
         eprintln!(
             "[{}] FAILED: {faults} lost, duplicated or out-of-order deliveries",
@@ -594,4 +665,114 @@ async fn main() {
         std::process::exit(1);
     }
     std::process::exit(0);
+}
+
+/// The join storm (`--storm SECS`): the receivers are connecting (paced by the caller) while
+/// the posters post; reports delivery, the latency of live deliveries, the notices, and the
+/// server's CPU and peak RSS over the whole storm, then exits.
+async fn storm(
+    args: &Arc<Args>,
+    shared: &Arc<Shared>,
+    ws_tasks: Vec<tokio::task::JoinHandle<Seen>>,
+    posters: Vec<User>,
+    ready: &AtomicUsize,
+    storm_secs: f64,
+    before: Option<Proc>,
+) -> ! {
+    let started = Instant::now();
+    let own_before = read_proc(None);
+    let (poster_tasks, posted_per_poster, _) = spawn_posters(args, shared, posters);
+    let mut last_report = Instant::now();
+    while ready.load(Relaxed) < args.ws {
+        if last_report.elapsed() > Duration::from_secs(2) {
+            println!(
+                "[{}]   {} of {} connected",
+                args.label,
+                ready.load(Relaxed),
+                args.ws
+            );
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let connect_secs = started.elapsed().as_secs_f64();
+    for task in poster_tasks {
+        task.await.unwrap();
+    }
+    let expected = args.messages * args.ws;
+    let deadline = Instant::now() + Duration::from_secs(args.drain_secs);
+    while shared.received.load(Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let after = read_servers(args);
+    let own_after = read_proc(None);
+    // The last arrivals' notice comes within a second or two of them (folded).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = shared.stop.send(true);
+    let mut seen = Vec::new();
+    for task in ws_tasks {
+        seen.push(task.await.unwrap());
+    }
+    let c = check(&seen, &posted_per_poster);
+    let l = &c.latencies_us;
+    // The first receiver connected first and follows from before the storm: it saw every
+    // notice the storm made.
+    let (notices, noticed) = seen.first().map_or((0, 0), |s| (s.notices, s.noticed));
+    let mut report = serde_json::Map::new();
+    report.insert("label".into(), args.label.clone().into());
+    report.insert("ws".into(), args.ws.into());
+    report.insert("polls".into(), 0.into());
+    report.insert("storm_secs".into(), storm_secs.into());
+    report.insert("connect_secs".into(), connect_secs.into());
+    report.insert("messages".into(), args.messages.into());
+    report.insert("expected".into(), c.expected.into());
+    report.insert("received".into(), c.received.into());
+    report.insert("lost".into(), c.lost.into());
+    report.insert("duplicated".into(), c.duplicated.into());
+    report.insert("out_of_order".into(), c.out_of_order.into());
+    report.insert("live_deliveries".into(), l.len().into());
+    report.insert("p50_ms".into(), percentile(l, 50.0).into());
+    report.insert("p99_ms".into(), percentile(l, 99.0).into());
+    report.insert("max_ms".into(), percentile(l, 100.0).into());
+    report.insert("notice_entries".into(), notices.into());
+    report.insert("notices_counted".into(), noticed.into());
+    report.insert(
+        "notice_entries_per_sec".into(),
+        (notices as f64 / connect_secs).into(),
+    );
+    println!(
+        "[{}] storm: {} ws in {connect_secs:.1} s, {} messages: expected {} received {} lost {} duplicated {} out-of-order {}; live latency ms p50 {:.1} p99 {:.1} max {:.1} ({} live)",
+        args.label,
+        args.ws,
+        args.messages,
+        c.expected,
+        c.received,
+        c.lost,
+        c.duplicated,
+        c.out_of_order,
+        percentile(l, 50.0),
+        percentile(l, 99.0),
+        percentile(l, 100.0),
+        l.len()
+    );
+    println!(
+        "[{}]   notices: {notices} entries counting {noticed} logins ({:.2} entries/s over the storm)",
+        args.label,
+        notices as f64 / connect_secs
+    );
+    if let (Some(b), Some(a)) = (before, after) {
+        let cpu = a.cpu_secs - b.cpu_secs;
+        report.insert("server_cpu_secs".into(), cpu.into());
+        report.insert("rss_before_kib".into(), b.rss_kib.into());
+        report.insert("peak_rss_kib".into(), a.peak_kib.into());
+        println!(
+            "[{}]   server CPU {cpu:.2} s over {secs:.1} s; RSS {} KiB before, peak {} KiB",
+            args.label, b.rss_kib, a.peak_kib
+        );
+    }
+    if let (Some(b), Some(a)) = (own_before, own_after) {
+        report.insert("loadgen_cpu_secs".into(), (a.cpu_secs - b.cpu_secs).into());
+    }
+    finish(args, report)
 }

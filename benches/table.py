@@ -102,3 +102,23 @@ if any(f"{name}/{load}" in by for load, _, name, _ in store_rows):
             f"| {get(label, 'p99_ms')} | {get(label, 'post_rtt_p50_ms')} / {get(label, 'post_rtt_p99_ms')} "
             f"| {writes} / {messages} | {reads / messages:.2f} |"
         )
+
+# The join storm, with notices on and off (same load, same run).
+on, off = "chatdemo/loadstorm", "chatdemo/loadstorm-off"
+if on in by and off in by:
+    row = by[on]
+    print()
+    print("| join storm: {} WebSockets over {} s, {} msgs at 2/s | notices on | notices off | on / off |".format(row["ws"], row["storm_secs"], row["messages"]))
+    print("| --- | --- | --- | --- |")
+    faults = lambda l: "{} / {} / {}".format(get(l, "lost", fmt="{}"), get(l, "duplicated", fmt="{}"), get(l, "out_of_order", fmt="{}"))
+    print(f"| lost / dup / out of order | {faults(on)} | {faults(off)} | |")
+    for name, key, fmt in [
+        ("message latency p50 ms (live)", "p50_ms", "{:.1f}"),
+        ("message latency p99 ms (live)", "p99_ms", "{:.1f}"),
+        ("notice entries", "notice_entries", "{}"),
+        ("logins counted by the notices", "notices_counted", "{}"),
+        ("server CPU s", "server_cpu_secs", "{:.2f}"),
+        ("server peak RSS KiB", "peak_rss_kib", "{}"),
+    ]:
+        r = ratio(off, on, key) if key in ("server_cpu_secs", "peak_rss_kib", "p99_ms") else ""
+        print(f"| {name} | {get(on, key, fmt=fmt)} | {get(off, key, fmt=fmt)} | {r} |")

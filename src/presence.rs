@@ -188,9 +188,9 @@ impl Presence {
     }
 
     /// Who is online: the whole count and the first `limit` rows, oldest first; `None`
-    /// when presence is off. Never waits on the store for more than [`LIST_WAIT`]: then it
-    /// is the last list this instance had (or, before it had any, the logins connected
-    /// here).
+    /// when presence is off. Never waits on the store for more than [`LIST_WAIT`]: past it,
+    /// or when the store cannot be reached, it is the last list this instance had (or,
+    /// before it had any, the logins connected here).
     pub async fn who(&self, rows: Rows) -> Option<WhoIsOnline> {
         let limit = rows.get();
         let shared = self.0.as_ref()?;
@@ -202,8 +202,8 @@ impl Presence {
                 *last = Some(who.clone());
                 who
             }
-            Ok(Err(_)) => return None,
-            Err(_) => {
+            // Not in time (a stalled store), or not at all (it is unreachable).
+            Ok(Err(_)) | Err(_) => {
                 tracing::debug!("presence list not ready in time; answering with the last one");
                 shared.last_known()
             }
@@ -315,7 +315,11 @@ impl Batch {
         let Some(limit) = lists.iter().map(|(limit, _)| *limit).max() else {
             return;
         };
-        let (count, rows) = registry.list(limit).await;
+        // The store did not answer: the replies are dropped, and each page falls back on
+        // the last list this instance had.
+        let Some((count, rows)) = registry.list(limit).await else {
+            return;
+        };
         let users: Vec<Online> = rows
             .iter()
             .map(|(since, name)| online_row(*since, name))

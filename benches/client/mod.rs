@@ -148,6 +148,8 @@ pub(crate) async fn login_many(addr: &str, prefix: &str, count: usize) -> Vec<Us
 pub(crate) struct Proc {
     pub(crate) cpu_secs: f64,
     pub(crate) rss_kib: u64,
+    /// The most the process has had resident (`VmHWM`).
+    pub(crate) peak_kib: u64,
 }
 
 pub(crate) fn read_proc(pid: Option<u32>) -> Option<Proc> {
@@ -162,10 +164,17 @@ pub(crate) fn read_proc(pid: Option<u32>) -> Option<Proc> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())?;
+    let peak_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(rss_kib);
     // Linux reports CPU time in clock ticks of 1/100 s on every platform this runs on.
     Some(Proc {
         cpu_secs: ticks / 100.0,
         rss_kib,
+        peak_kib,
     })
 }
 

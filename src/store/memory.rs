@@ -5,14 +5,15 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_core::future::BoxFuture;
 use tokio::sync::Notify;
 
 use super::{
-    Backend, Log, LogEvent, LogSource, LogoutList, LogoutSource, Post, PresenceRegistry,
-    PresenceSettings, Record, Snapshot, StoreError, FOLD_PERIOD, POST_KEY_TTL,
+    Backend, Log, LogEvent, LogSource, LogoutList, LogoutSource, OnlineRows, Post,
+    PresenceRegistry, PresenceSettings, Record, Snapshot, StoreError, FOLD_PERIOD, FOLD_PERIOD_MAX,
+    POST_KEY_TTL,
 };
 use crate::auth::LoginId;
 use crate::config::RoomSettings;
@@ -224,15 +225,17 @@ struct Present {
     leave_at: Option<tokio::time::Instant>,
 }
 
-/// The notices of one kind not yet in the room: at most one entry per [`FOLD_PERIOD`],
-/// holding everyone who came (or went) since the last one. A lone arrival after a quiet
-/// period is its own notice at once.
+/// The notices of one kind not yet in the room: at most one entry per period, holding
+/// everyone who came (or went) since the last one. A lone arrival after a quiet period is
+/// its own notice at once; while a crowd keeps coming the period doubles, up to
+/// [`FOLD_PERIOD_MAX`].
 struct Fold {
     kind: Kind,
     names: Vec<UserName>,
     count: u32,
     /// When the last notice of this kind was added.
     last: Option<tokio::time::Instant>,
+    period: Duration,
 }
 
 impl Fold {
@@ -242,6 +245,7 @@ impl Fold {
             names: Vec::new(),
             count: 0,
             last: None,
+            period: FOLD_PERIOD,
         }
     }
 
@@ -252,12 +256,23 @@ impl Fold {
         self.count += 1;
     }
 
-    /// The notice due at `at`: everyone added since the last one, if that was at least
-    /// [`FOLD_PERIOD`] ago.
+    /// The notice due at `at`: everyone added since the last one, if that was at least a
+    /// period ago.
     fn take_due(&mut self, at: tokio::time::Instant) -> Option<(Kind, Crowd)> {
-        if self.count == 0 || self.last.is_some_and(|last| at < last + FOLD_PERIOD) {
+        let due = self.last.is_none_or(|last| at >= last + self.period);
+        if !due {
             return None;
         }
+        if self.count == 0 {
+            // A quiet period: the next arrival is news at once.
+            self.period = FOLD_PERIOD;
+            return None;
+        }
+        self.period = if self.count > 1 {
+            (self.period * 2).min(FOLD_PERIOD_MAX)
+        } else {
+            FOLD_PERIOD
+        };
         self.last = Some(at);
         let crowd = Crowd::new(std::mem::take(&mut self.names), self.count);
         self.count = 0;
@@ -346,13 +361,13 @@ impl PresenceRegistry for MemoryPresence {
         Box::pin(std::future::ready(()))
     }
 
-    fn list(&mut self, limit: usize) -> BoxFuture<'_, (usize, Vec<(u64, UserName)>)> {
+    fn list(&mut self, limit: usize) -> BoxFuture<'_, Option<OnlineRows>> {
         let rows = self
             .order
             .iter()
             .take(limit)
             .filter_map(|((since, _), login)| Some((*since, self.online.get(login)?.name.clone())))
             .collect();
-        Box::pin(std::future::ready((self.online.len(), rows)))
+        Box::pin(std::future::ready(Some((self.online.len(), rows))))
     }
 }

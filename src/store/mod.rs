@@ -128,8 +128,9 @@ pub trait LogSource: Send {
 }
 
 /// Who is online across instances, and who announces the changes. Notices are folded:
-/// at most one `join` and one `leave` entry per [`FOLD_PERIOD`], each holding every login
-/// that came or went since the last one (a lone one is added at once).
+/// at most one `join` and one `leave` entry per [`FOLD_PERIOD`] (longer in a crowd, see
+/// [`FOLD_PERIOD_MAX`]), each holding every login that came or went since the last one (a
+/// lone one after a quiet period is added at once).
 pub trait PresenceRegistry: Send {
     /// These logins have their first connection on this instance, in the order they came.
     fn connected(&mut self, logins: Vec<(LoginId, UserName)>) -> BoxFuture<'_, ()>;
@@ -146,12 +147,19 @@ pub trait PresenceRegistry: Send {
         here: &'a [(LoginId, UserName)],
     ) -> BoxFuture<'a, ()>;
     /// How many are online, and the first `limit` of them (since, in Unix ms; name),
-    /// oldest first.
-    fn list(&mut self, limit: usize) -> BoxFuture<'_, (usize, Vec<(u64, UserName)>)>;
+    /// oldest first; `None` when the store did not answer.
+    fn list(&mut self, limit: usize) -> BoxFuture<'_, Option<OnlineRows>>;
 }
+
+/// How many are online, and the first of them: (since, in Unix ms; name), oldest first.
+pub type OnlineRows = (usize, Vec<(u64, UserName)>);
 
 /// At most one notice of each kind per this long (see [`PresenceRegistry`]).
 pub const FOLD_PERIOD: Duration = Duration::from_secs(1);
+/// While a crowd keeps coming (or going), each folded notice waits twice as long as the
+/// one before, up to this: a storm of arrivals is a handful of entries fanned out to
+/// everyone, not one a second. A quiet period brings it back to [`FOLD_PERIOD`].
+pub const FOLD_PERIOD_MAX: Duration = Duration::from_secs(4);
 
 /// Logins ended by logout, for every instance and until their cookies would expire.
 pub trait LogoutList: Send + Sync {

@@ -15,13 +15,14 @@
 --   6 clock (when a call last ran), 7 fold (hash: <k>c pending count, <k>t last notice),
 --   8 join names (list), 9 leave names (list), 10 log, 11 epoch, 12 revoked (zset).
 -- ARGV: 1 this instance, 2 grace ms, 3 beat ttl ms, 4 notices "1"/"0", 5 maxlen,
---   6 a new epoch, 7 fold period ms, 8 outage threshold ms, then triples op, login, name:
+--   6 a new epoch, 7 fold period ms, 8 outage threshold ms, 9 longest fold period ms,
+--   10 slack ms (a tick's script runs a little after the tick), then triples op, login, name:
 --   "c" connected here, "r" released here (gone; leaves after the grace), "x" logged out.
 -- Returns 1 if this instance was known (beating), 0 if not: then it sends all its logins.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local me, grace, beat = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local notices, period = ARGV[4] == '1', tonumber(ARGV[7])
+local notices, period, slack = ARGV[4] == '1', tonumber(ARGV[7]), tonumber(ARGV[10])
 
 local last = tonumber(redis.call('GET', KEYS[6]) or now)
 if now - last > tonumber(ARGV[8]) then
@@ -72,7 +73,7 @@ for _, dead in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now)) do
   redis.call('ZREM', KEYS[5], dead)
 end
 
-for i = 9, #ARGV, 3 do
+for i = 11, #ARGV, 3 do
   local op, login, name = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local member = me .. '|' .. login
   if op == 'c' then
@@ -103,14 +104,22 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
   unhold(instance, login)
 end
 
+-- At most one notice of a kind per period; a crowd doubles the period (up to ARGV[9] ms),
+-- a quiet one brings it back to ARGV[7] ms.
 local function announce(k, kind, names_key)
-  local count = tonumber(redis.call('HGET', KEYS[7], k .. 'c') or '0')
-  if count == 0 then return end
-  local last_notice = tonumber(redis.call('HGET', KEYS[7], k .. 't') or '0')
-  if now < last_notice + period then return end
+  local fold = redis.call('HMGET', KEYS[7], k .. 'c', k .. 't', k .. 'p')
+  local count = tonumber(fold[1] or '0')
+  local last_notice = tonumber(fold[2] or '0')
+  local wait = tonumber(fold[3] or period)
+  if now < last_notice + wait - slack then return end
+  if count == 0 then
+    redis.call('HSET', KEYS[7], k .. 'p', period)
+    return
+  end
+  if count > 1 then wait = math.min(wait * 2, tonumber(ARGV[9])) else wait = period end
   local names = redis.call('LRANGE', names_key, 0, -1)
   redis.call('DEL', names_key)
-  redis.call('HSET', KEYS[7], k .. 'c', 0, k .. 't', now)
+  redis.call('HSET', KEYS[7], k .. 'c', 0, k .. 't', now, k .. 'p', wait)
   local epoch = redis.call('GET', KEYS[11])
   if not epoch then
     epoch = ARGV[6]

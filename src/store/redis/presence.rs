@@ -19,7 +19,7 @@ use redis::{RedisError, Script};
 use super::Shared;
 use crate::auth::LoginId;
 use crate::domain::{Epoch, UserName};
-use crate::store::{PresenceRegistry, PresenceSettings, FOLD_PERIOD};
+use crate::store::{OnlineRows, PresenceRegistry, PresenceSettings, FOLD_PERIOD, FOLD_PERIOD_MAX};
 
 /// How long an instance's beat lasts: one that has not beaten for this long is dead.
 /// With the grace after it, its logins leave within the grace + 10 s of its death.
@@ -138,8 +138,10 @@ impl RedisPresence {
             .arg(if self.settings.notices { "1" } else { "0" })
             .arg(self.shared.cache_size)
             .arg(Epoch::random().as_str())
-            .arg((FOLD_PERIOD - FOLD_SLACK).as_millis() as u64)
-            .arg(OUTAGE.as_millis() as u64);
+            .arg(FOLD_PERIOD.as_millis() as u64)
+            .arg(OUTAGE.as_millis() as u64)
+            .arg(FOLD_PERIOD_MAX.as_millis() as u64)
+            .arg(FOLD_SLACK.as_millis() as u64);
         for (login, change) in changes {
             let (op, name) = match change {
                 Change::Connected(name) => ("c", name.as_str()),
@@ -209,7 +211,7 @@ impl PresenceRegistry for RedisPresence {
         })
     }
 
-    fn list(&mut self, limit: usize) -> BoxFuture<'_, (usize, Vec<(u64, UserName)>)> {
+    fn list(&mut self, limit: usize) -> BoxFuture<'_, Option<OnlineRows>> {
         Box::pin(async move {
             let keys = &self.shared.keys;
             let mut writer = self.writer.clone();
@@ -224,7 +226,7 @@ impl PresenceRegistry for RedisPresence {
                 Ok(answer) => answer,
                 Err(error) => {
                     tracing::debug!(%error, "presence not read");
-                    return (0, Vec::new());
+                    return None;
                 }
             };
             let mut values = answer.into_iter();
@@ -239,7 +241,7 @@ impl PresenceRegistry for RedisPresence {
                     Some((since.parse().ok()?, UserName::parse(name).ok()?))
                 })
                 .collect();
-            (count, rows)
+            Some((count, rows))
         })
     }
 }
