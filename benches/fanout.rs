@@ -276,6 +276,16 @@ struct Check {
     latencies_us: Vec<u64>,
 }
 
+impl Check {
+    /// "expected N received N lost N duplicated N out-of-order N", for the printed report.
+    fn counts(&self) -> String {
+        format!(
+            "expected {} received {} lost {} duplicated {} out-of-order {}",
+            self.expected, self.received, self.lost, self.duplicated, self.out_of_order
+        )
+    }
+}
+
 fn check(seen: &[Seen], posted_per_poster: &[u32]) -> Check {
     let mut result = Check::default();
     let total: usize = posted_per_poster.iter().map(|&n| n as usize).sum();
@@ -550,13 +560,9 @@ async fn main() {
             }
             let l = &c.latencies_us;
             println!(
-                "[{}]   {name:>4}: expected {} received {} lost {} duplicated {} out-of-order {}; latency ms p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1}",
+                "[{}]   {name:>4}: {}; latency ms p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1}",
                 args.label,
-                c.expected,
-                c.received,
-                c.lost,
-                c.duplicated,
-                c.out_of_order,
+                c.counts(),
                 percentile(l, 50.0),
                 percentile(l, 90.0),
                 percentile(l, 99.0),
@@ -742,15 +748,11 @@ async fn storm(
         (notices as f64 / connect_secs).into(),
     );
     println!(
-        "[{}] storm: {} ws in {connect_secs:.1} s, {} messages: expected {} received {} lost {} duplicated {} out-of-order {}; live latency ms p50 {:.1} p99 {:.1} max {:.1} ({} live)",
+        "[{}] storm: {} ws in {connect_secs:.1} s, {} messages: {}; live latency ms p50 {:.1} p99 {:.1} max {:.1} ({} live)",
         args.label,
         args.ws,
         args.messages,
-        c.expected,
-        c.received,
-        c.lost,
-        c.duplicated,
-        c.out_of_order,
+        c.counts(),
         percentile(l, 50.0),
         percentile(l, 99.0),
         percentile(l, 100.0),

@@ -477,6 +477,17 @@ mod tests {
                 .collect()
         }
 
+        /// `n` logins `{prefix}0`, `{prefix}1`, ... each opening a socket, `gap` apart.
+        async fn arrive(&self, n: usize, prefix: &str, gap: Duration) -> Vec<Option<Connection>> {
+            let mut held = Vec::with_capacity(n);
+            for i in 0..n {
+                let login = login(&format!("{prefix}{i}"));
+                held.push(self.presence.connect(&login, Via::Socket));
+                wait(gap).await;
+            }
+            held
+        }
+
         async fn online(&self) -> Vec<String> {
             let who = self.presence.who(Rows::MAX_ROWS).await.unwrap();
             assert_eq!(who.count, who.users.len());
@@ -578,15 +589,11 @@ mod tests {
     async fn a_crowd_is_folded_into_at_most_one_notice_of_each_kind_a_second() {
         let room = room().await;
         // 500 logins arriving over 5 s, one every 10 ms, then all gone at once.
-        let mut held = Vec::new();
-        for i in 0..500 {
-            held.push(room.presence.connect(&login(&format!("u{i}")), Via::Socket));
-            wait(Duration::from_millis(10)).await;
-        }
+        let held = room.arrive(500, "u", Duration::from_millis(10)).await;
         wait(Duration::from_secs(2)).await;
         let joins = room.crowds().await;
-        // The first alone at once, then one entry a second.
-        assert!(joins.len() <= 7, "{} entries", joins.len());
+        // The first alone at once, then folded ones 1, 2 and 4 s apart.
+        assert!(joins.len() <= 4, "{} entries", joins.len());
         assert_eq!(joins[0], (Kind::Join, vec!["u0".to_owned()], 1));
         assert_eq!(joins.iter().map(|c| c.2).sum::<u32>(), 500);
         let mut named = Vec::new();
@@ -608,6 +615,13 @@ mod tests {
             (Kind::Leave, 20, 500)
         );
         assert!(room.online().await.is_empty());
+        // After a quiet while, one arrival is news at once again.
+        wait(Duration::from_secs(10)).await;
+        let late = room.arrive(1, "late", Duration::ZERO).await;
+        wait(Duration::from_millis(10)).await;
+        let last = room.crowds().await.pop().unwrap();
+        assert_eq!(last, (Kind::Join, vec!["late0".to_owned()], 1));
+        drop(late);
     }
 
     #[tokio::test(start_paused = true)]
@@ -633,11 +647,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_list_gives_the_first_rows_and_the_whole_count() {
         let room = room().await;
-        let mut held = Vec::new();
-        for i in 0..150 {
-            held.push(room.presence.connect(&login(&format!("u{i}")), Via::Socket));
-            wait(Duration::from_millis(5)).await;
-        }
+        let held = room.arrive(150, "u", Duration::from_millis(5)).await;
         wait(Duration::from_secs(1)).await;
         let who = room.presence.who(Rows::DEFAULT).await.unwrap();
         assert_eq!((who.count, who.users.len()), (150, 100));

@@ -507,6 +507,15 @@ async fn times_show_in_the_readers_time_zone() {
     reader.close().await.unwrap();
 }
 
+/// A room with presence notices and a one-second grace.
+async fn with_notices() -> TestApp {
+    TestApp::spawn_with(|s| {
+        s.presence.notices = true;
+        s.presence.leave_grace_secs = 1;
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs chromium and chromedriver; run with --include-ignored"]
 async fn a_reader_sees_who_joins_and_leaves_without_reloading() {
@@ -514,11 +523,7 @@ async fn a_reader_sees_who_joins_and_leaves_without_reloading() {
         return;
     }
     let driver = start_driver().await;
-    let app = TestApp::spawn_with(|s| {
-        s.presence.notices = true;
-        s.presence.leave_grace_secs = 1;
-    })
-    .await;
+    let app = with_notices().await;
     let (alice, bob) = tokio::join!(
         browser(&driver, "alice", true),
         browser(&driver, "bob", true)
@@ -575,11 +580,7 @@ async fn a_crowd_shows_as_the_first_names_and_how_many_more() {
         return;
     }
     let driver = start_driver().await;
-    let app = TestApp::spawn_with(|s| {
-        s.presence.notices = true;
-        s.presence.leave_grace_secs = 1;
-    })
-    .await;
+    let app = with_notices().await;
     // 104 others online before the page opens: it lists the first 100.
     let mut crowd = Vec::new();
     for i in 0..104 {

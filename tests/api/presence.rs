@@ -393,10 +393,11 @@ async fn crowd_notices(ws: &mut Ws, joins: u32, leaves: u32, limit: Duration) ->
     seen
 }
 
-/// `n` logins, each with a socket to one of `apps` in turn, opened as fast as the test can.
-async fn crowd(apps: &[&TestApp], n: usize) -> Vec<(TestUser, Ws)> {
+/// Logins `c{from}` onwards, `n` of them, each with a socket to one of `apps` in turn,
+/// opened as fast as the test can.
+async fn crowd(apps: &[&TestApp], from: usize, n: usize) -> Vec<(TestUser, Ws)> {
     let mut crowd = Vec::with_capacity(n);
-    for i in 0..n {
+    for i in from..from + n {
         let app = apps[i % apps.len()];
         let user = app.login(Some(&format!("c{i}"))).await;
         let socket = user.socket(None).await;
@@ -416,7 +417,7 @@ async fn a_crowd_comes_and_goes(apps: &[&TestApp], n: usize) {
         ["join Watcher"]
     );
     let started = Instant::now();
-    let crowd = crowd(apps, n).await;
+    let crowd = crowd(apps, 0, n).await;
     let joins = crowd_notices(&mut watch, n as u32, 0, Duration::from_secs(30)).await;
     let took = started.elapsed();
     let bound = took.as_secs() as usize + 2;
@@ -518,8 +519,8 @@ async fn across_instances_a_logout_leaves_at_once_everywhere() {
 #[tokio::test]
 async fn the_list_gives_the_first_rows_asked_for_and_the_whole_count() {
     let app = TestApp::spawn_with(quick_presence).await;
-    let crowd = crowd(&[&app], 5).await;
-    let user = &crowd[0].0;
+    let first = crowd(&[&app], 0, 5).await;
+    let user = &first[0].0;
     who_when(user, 5).await;
     let rows = |who: Value| (who["count"].as_u64().unwrap(), names(&who));
     let limited = user.get("/a/presence?limit=2").await;
@@ -544,7 +545,7 @@ async fn the_list_gives_the_first_rows_asked_for_and_the_whole_count() {
         assert!(text.contains("limit is a whole number"), "{text}");
     }
     // The page lists the first 100 and says how many more.
-    let more = crowd_of(&app, 5, 100).await;
+    let more = crowd(&[&app], 5, 100).await;
     who_when(user, 105).await;
     let page = user.page().await;
     assert!(
@@ -556,18 +557,7 @@ async fn the_list_gives_the_first_rows_asked_for_and_the_whole_count() {
         page.contains("<p id=\"online-more\">and <span id=\"online-more-count\">5</span> more</p>"),
         "{page}"
     );
-    drop((crowd, more));
-}
-
-/// Logins `c{from}` onwards, `n` of them, each with a socket.
-async fn crowd_of(app: &TestApp, from: usize, n: usize) -> Vec<(TestUser, Ws)> {
-    let mut crowd = Vec::with_capacity(n);
-    for i in from..from + n {
-        let user = app.login(Some(&format!("c{i}"))).await;
-        let socket = user.socket(None).await;
-        crowd.push((user, socket));
-    }
-    crowd
+    drop((first, more));
 }
 
 #[tokio::test]
