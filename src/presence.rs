@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::auth::{unix_now, Login, LoginId, Revocations};
-use crate::domain::{MessageId, Timestamp, UserName};
+use crate::domain::{Timestamp, UserName};
 use crate::store::PresenceRegistry;
 
 /// How often the task looks for logins that left, and ticks the registry.
@@ -67,13 +67,11 @@ pub struct Online {
 }
 
 /// The answer of `GET /a/presence`: how many are online, and the first of them, oldest
-/// first, as of the entry `after` (see `store::OnlineRows`).
+/// first.
 #[derive(Debug, Clone, Serialize)]
 pub struct WhoIsOnline {
     pub count: usize,
     pub users: Vec<Online>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub after: Option<MessageId>,
 }
 
 /// This instance's presence; cheap to clone. `Off` when `presence.enabled = false`.
@@ -249,11 +247,9 @@ impl Shared {
             .iter()
             .map(|(_, name)| online_row(now, name))
             .collect();
-        // Not tied to any entry: a page that gets it applies every notice it sees.
         WhoIsOnline {
             count: users.len(),
             users,
-            after: None,
         }
     }
 
@@ -321,19 +317,16 @@ impl Batch {
         };
         // The store did not answer: the replies are dropped, and each page falls back on
         // the last list this instance had.
-        let Some(online) = registry.list(limit).await else {
+        let Some((count, rows)) = registry.list(limit).await else {
             return;
         };
-        let users: Vec<Online> = (online.rows.iter())
+        let users: Vec<Online> = rows
+            .iter()
             .map(|(since, name)| online_row(*since, name))
             .collect();
         for (limit, reply) in lists {
             let users = users[..limit.min(users.len())].to_vec();
-            let _ = reply.send(WhoIsOnline {
-                count: online.count,
-                users,
-                after: online.after.clone(),
-            });
+            let _ = reply.send(WhoIsOnline { count, users });
         }
     }
 }

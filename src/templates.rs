@@ -39,8 +39,6 @@ pub struct IndexPage<'a> {
     /// How many are online, and how many of them `online` leaves out.
     pub online_count: usize,
     pub online_more: usize,
-    /// The entry the list is as of (the page's script skips notices up to it).
-    pub online_after: &'a str,
 }
 
 #[derive(Serialize)]

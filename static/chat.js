@@ -130,9 +130,6 @@ class Presence {
     this.refreshTimer = null;
     const names = this.list ? Array.from(this.list.children, (item) => item.textContent) : [];
     this.roster = new Roster(names, Number(this.countBox?.textContent ?? names.length));
-    // The list holds every notice up to this entry; those still to arrive are skipped.
-    this.skipUntil = null;
-    this.skipNoticesUntil(this.box?.dataset.after);
     // Folded away behind the count on a narrow screen.
     if (this.box && window.matchMedia?.("(max-width: 40em)").matches) this.box.open = false;
   }
@@ -153,19 +150,10 @@ class Presence {
     }
   }
 
-  /** Every entry the page shows, in order: a notice is applied unless the list already
-   * holds it. */
-  see(entry) {
-    const skipping = this.skipUntil !== null;
-    if (entry.id === this.skipUntil) this.skipUntil = null;
-    if (skipping || !this.list) return;
-    if (entry.kind !== "join" && entry.kind !== "leave") return;
-    if (this.roster.apply(entry)) this.refreshSoon();
+  apply(notice) {
+    if (!this.list) return;
+    if (this.roster.apply(notice)) this.refreshSoon();
     this.render();
-  }
-
-  skipNoticesUntil(after) {
-    this.skipUntil = after && !document.getElementById(`m${after}`) ? after : null;
   }
 
   refreshSoon() {
@@ -188,7 +176,6 @@ class Presence {
       const data = await response.json();
       const names = (data.users ?? []).map((user) => user.name);
       this.roster = new Roster(names, data.count ?? names.length);
-      this.skipNoticesUntil(data.after);
       this.render();
     } catch {
       // Next reconnect tries again.
@@ -284,7 +271,7 @@ class Room {
       localizeTimes(node);
       this.inbox.append(node);
       added += 1;
-      this.presence.see(message);
+      if (message.kind === "join" || message.kind === "leave") this.presence.apply(message);
     }
     if (batch.reset) this.presence.refresh();
     while (this.inbox.childElementCount > INBOX_LIMIT) this.inbox.firstElementChild.remove();

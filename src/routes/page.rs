@@ -41,10 +41,6 @@ pub(super) async fn show_chat(
             online_more: who
                 .as_ref()
                 .map_or(0, |w| w.count.saturating_sub(w.users.len())),
-            online_after: who
-                .as_ref()
-                .and_then(|w| w.after.as_ref())
-                .map_or("", |id| id.as_str()),
         })
         .map_err(AppError::internal)?;
     let messages = snapshot.entries.iter().map(|e| e.message.html.as_bytes());

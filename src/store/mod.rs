@@ -151,17 +151,8 @@ pub trait PresenceRegistry: Send {
     fn list(&mut self, limit: usize) -> BoxFuture<'_, Option<OnlineRows>>;
 }
 
-/// How many are online, and the first of them, as of one entry of the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OnlineRows {
-    pub count: usize,
-    /// (since, in Unix ms; name), oldest first.
-    pub rows: Vec<(u64, UserName)>,
-    /// The newest entry of the log when the list was read: every notice up to it is in
-    /// the list, none after it (`None`: the log is empty). A client that has not yet seen
-    /// it must skip the notices up to it.
-    pub after: Option<MessageId>,
-}
+/// How many are online, and the first of them: (since, in Unix ms; name), oldest first.
+pub type OnlineRows = (usize, Vec<(u64, UserName)>);
 
 /// At most one notice of each kind per this long (see [`PresenceRegistry`]).
 pub const FOLD_PERIOD: Duration = Duration::from_secs(1);

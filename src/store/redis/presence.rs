@@ -18,7 +18,7 @@ use redis::{RedisError, Script};
 
 use super::Shared;
 use crate::auth::LoginId;
-use crate::domain::{Epoch, MessageId, UserName};
+use crate::domain::{Epoch, UserName};
 use crate::store::{OnlineRows, PresenceRegistry, PresenceSettings, FOLD_PERIOD, FOLD_PERIOD_MAX};
 
 /// How long an instance's beat lasts: one that has not beaten for this long is dead.
@@ -156,15 +156,9 @@ impl RedisPresence {
     }
 }
 
-/// How many there are, the log's newest id (`<epoch>-<stream id>`, or '' if empty; the
-/// notices are added by the same script as the changes, so the list holds every one up to
-/// it), then the first ARGV[1] logins, oldest first, as "since|name".
+/// The first ARGV[1] logins, oldest first, as "since|name", after how many there are.
 const LIST: &str = r"
-local newest = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
-local epoch = redis.call('GET', KEYS[4])
-local after = ''
-if newest[1] and epoch then after = epoch .. '-' .. newest[1][1] end
-local out = {redis.call('ZCARD', KEYS[1]), after}
+local out = {redis.call('ZCARD', KEYS[1])}
 local limit = tonumber(ARGV[1])
 if limit > 0 then
   for _, login in ipairs(redis.call('ZRANGE', KEYS[1], 0, limit - 1)) do
@@ -225,8 +219,6 @@ impl PresenceRegistry for RedisPresence {
                 .list_script
                 .key(&keys.since)
                 .key(&keys.who)
-                .key(&keys.log)
-                .key(&keys.epoch)
                 .arg(limit)
                 .invoke_async(&mut writer)
                 .await;
@@ -242,10 +234,6 @@ impl PresenceRegistry for RedisPresence {
                 Some(redis::Value::Int(n)) => usize::try_from(n).unwrap_or(0),
                 _ => 0,
             };
-            let after = values
-                .next()
-                .and_then(|v| redis::from_redis_value::<String>(v).ok())
-                .and_then(|id| MessageId::parse(&id));
             let rows = values
                 .filter_map(|value| {
                     let who: String = redis::from_redis_value(value).ok()?;
@@ -253,7 +241,7 @@ impl PresenceRegistry for RedisPresence {
                     Some((since.parse().ok()?, UserName::parse(name).ok()?))
                 })
                 .collect();
-            Some(OnlineRows { count, rows, after })
+            Some((count, rows))
         })
     }
 }
