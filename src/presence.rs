@@ -380,7 +380,7 @@ mod tests {
     use crate::hub::HubHandle;
     use crate::metrics::Metrics;
     use crate::room::RoomSize;
-    use crate::store::PresenceSettings;
+    use crate::store::{PresenceSettings, FOLD_PERIOD_MAX};
     use crate::templates::Templates;
 
     const GRACE: Duration = Duration::from_secs(10);
@@ -409,7 +409,8 @@ mod tests {
         .await
         .unwrap();
         let size = RoomSize {
-            cache_size: 200,
+            // Every notice a test makes stays in the snapshot it reads.
+            cache_size: 2000,
             socket_backlog: 16,
             max_message_chars: 2000,
         };
@@ -622,6 +623,77 @@ mod tests {
         let last = room.crowds().await.pop().unwrap();
         assert_eq!(last, (Kind::Join, vec!["late0".to_owned()], 1));
         drop(late);
+    }
+
+    /// The list shows what the notices said: a page that fetched it and applies the
+    /// notices after it counts every login once, whatever order logins come, go, come
+    /// back and log out in while notices are folded. And it is true: a login connected
+    /// for longer than the longest fold is listed.
+    #[tokio::test(start_paused = true)]
+    async fn the_list_always_agrees_with_the_notices() {
+        let room = room().await;
+        let mut logins: Vec<_> = (0..20).map(|i| login(&format!("u{i}"))).collect();
+        // Each login's connection, and since when.
+        let mut held: Vec<Option<(Connection, Duration)>> = (0..20).map(|_| None).collect();
+        let mut seed: u64 = 7;
+        let mut now = Duration::ZERO;
+        for step in 0..3000 {
+            // A deterministic shuffle of arrivals, departures, returns and logouts.
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let who = (seed >> 33) as usize % 20;
+            match (seed >> 20) % 40 {
+                0 => {
+                    held[who] = None;
+                    let login = &logins[who];
+                    room.ended
+                        .apply([(login.id.clone(), crate::auth::unix_now() + 3600)]);
+                    room.presence.log_out(&login.id);
+                    logins[who] = self::login(&format!("u{who}"));
+                }
+                1..=12 => {
+                    held[who] = match held[who].take() {
+                        Some(_) => None,
+                        None => room
+                            .presence
+                            .connect(&logins[who], Via::Socket)
+                            .map(|c| (c, now)),
+                    }
+                }
+                _ => {}
+            }
+            wait(Duration::from_millis(100)).await;
+            now += Duration::from_millis(100);
+            let mut said: Vec<String> = Vec::new();
+            for (kind, names, count) in room.crowds().await {
+                assert_eq!(names.len(), count as usize, "a crowd of 20 is named whole");
+                for name in names {
+                    match kind {
+                        Kind::Join => said.push(name),
+                        _ => {
+                            let at = said.iter().position(|n| *n == name);
+                            said.remove(at.unwrap_or_else(|| panic!("{name} left unlisted")));
+                        }
+                    }
+                }
+            }
+            let mut listed = room.online().await;
+            said.sort();
+            listed.sort();
+            assert_eq!(said, listed, "step {step}");
+            for (i, connection) in held.iter().enumerate() {
+                if let Some((_, since)) = connection {
+                    let name = format!("u{i}");
+                    let settled = now - *since > FOLD_PERIOD_MAX + Duration::from_secs(1);
+                    assert!(!settled || listed.contains(&name), "step {step}: {name}");
+                }
+            }
+        }
+        // Notices were folded, so the test saw folds pending.
+        let crowds = room.crowds().await;
+        assert!(crowds.iter().any(|c| c.2 > 1), "{crowds:?}");
+        drop(held);
     }
 
     #[tokio::test(start_paused = true)]

@@ -47,8 +47,8 @@ pub(super) fn open(
             online: HashMap::new(),
             order: BTreeMap::new(),
             arrivals: 0,
-            joins: Fold::new(Kind::Join),
-            leaves: Fold::new(Kind::Leave),
+            joins: Fold::new(),
+            leaves: Fold::new(),
         }) as Box<dyn PresenceRegistry>
     });
     Backend {
@@ -205,12 +205,15 @@ impl LogoutList for MemoryLogouts {
 /// within its leave grace (a reload, a second tab, a transport switch), when nothing is
 /// said. It leaves once it has been gone for the whole grace, so a login flapping in a
 /// loop makes at most one join/leave pair per grace; a logout leaves at once. Notices are
-/// folded (see [`Fold`]).
+/// folded (see [`Fold`]), and the list shows what they have said: a login is listed from
+/// its join notice to its leave notice, so a page that fetched the list and then applies
+/// the notices after it counts each login once.
 struct MemoryPresence {
     log: MemoryLog,
     settings: PresenceSettings,
+    /// Every login online or with its leave still to be announced.
     online: HashMap<LoginId, Present>,
-    /// The same logins, oldest first.
+    /// The listed logins, oldest first.
     order: BTreeMap<(u64, u64), LoginId>,
     arrivals: u64,
     joins: Fold,
@@ -219,85 +222,118 @@ struct MemoryPresence {
 
 struct Present {
     name: UserName,
-    /// (since, in Unix ms; arrival number), its key in `order`.
+    /// (since, in Unix ms; arrival number), its key in `order` once listed.
     place: (u64, u64),
     /// Set while none of its connections is left: it leaves then, unless it comes back.
     leave_at: Option<tokio::time::Instant>,
+    /// Its join has been announced (it is in `order`).
+    listed: bool,
+    /// It has left; its leave is still to be announced.
+    leaving: bool,
 }
 
-/// The notices of one kind not yet in the room: at most one entry per period, holding
-/// everyone who came (or went) since the last one. A lone arrival after a quiet period is
-/// its own notice at once; while a crowd keeps coming the period doubles, up to
+/// The transitions of one kind not yet in the room: at most one entry per period, holding
+/// every login that came (or went) since the last one. A lone arrival after a quiet period
+/// is its own notice at once; while a crowd keeps coming the period doubles, up to
 /// [`FOLD_PERIOD_MAX`].
 struct Fold {
-    kind: Kind,
-    names: Vec<UserName>,
-    count: u32,
+    logins: Vec<LoginId>,
     /// When the last notice of this kind was added.
     last: Option<tokio::time::Instant>,
     period: Duration,
 }
 
 impl Fold {
-    fn new(kind: Kind) -> Self {
+    fn new() -> Self {
         Self {
-            kind,
-            names: Vec::new(),
-            count: 0,
+            logins: Vec::new(),
             last: None,
             period: FOLD_PERIOD,
         }
     }
 
-    fn add(&mut self, name: UserName) {
-        if self.names.len() < Crowd::MAX_NAMES {
-            self.names.push(name);
-        }
-        self.count += 1;
+    fn is_due(&self, at: tokio::time::Instant) -> bool {
+        self.last.is_none_or(|last| at >= last + self.period)
     }
 
-    /// The notice due at `at`: everyone added since the last one, if that was at least a
-    /// period ago.
-    fn take_due(&mut self, at: tokio::time::Instant) -> Option<(Kind, Crowd)> {
-        let due = self.last.is_none_or(|last| at >= last + self.period);
-        if !due {
+    /// The logins of the notice due at `at`: everyone added since the last one, if that
+    /// was at least a period ago.
+    fn take_due(&mut self, at: tokio::time::Instant) -> Option<Vec<LoginId>> {
+        if !self.is_due(at) {
             return None;
         }
-        if self.count == 0 {
+        if self.logins.is_empty() {
             // A quiet period: the next arrival is news at once.
             self.period = FOLD_PERIOD;
             return None;
         }
-        self.period = if self.count > 1 {
+        self.period = if self.logins.len() > 1 {
             (self.period * 2).min(FOLD_PERIOD_MAX)
         } else {
             FOLD_PERIOD
         };
         self.last = Some(at);
-        let crowd = Crowd::new(std::mem::take(&mut self.names), self.count);
-        self.count = 0;
-        crowd.map(|crowd| (self.kind, crowd))
+        Some(std::mem::take(&mut self.logins))
     }
 }
 
 impl MemoryPresence {
-    /// Adds the notices due at `at` to the room.
+    /// Adds the notices due at `at` to the room, and lists (or unlists) their logins.
     fn announce(&mut self, at: tokio::time::Instant) {
-        if !self.settings.notices {
+        if let Some(logins) = self.joins.take_due(at) {
+            let mut names = Vec::new();
+            for login in &logins {
+                let Some(present) = self.online.get_mut(login) else {
+                    continue;
+                };
+                present.listed = true;
+                self.order.insert(present.place, login.clone());
+                if names.len() < Crowd::MAX_NAMES {
+                    names.push(present.name.clone());
+                }
+            }
+            self.add_notice(Kind::Join, names, logins.len());
+        }
+        // A leave waits for its login's join (folded and not due yet): said the other way
+        // round, a page would list the login again.
+        let joining = |login: &LoginId| self.online.get(login).is_some_and(|p| !p.listed);
+        if self.leaves.is_due(at) && self.leaves.logins.iter().any(joining) {
             return;
         }
-        for fold in [&mut self.joins, &mut self.leaves] {
-            if let Some((kind, crowd)) = fold.take_due(at) {
-                self.log.0.push(|id| Record::notice(id, kind, crowd));
+        if let Some(logins) = self.leaves.take_due(at) {
+            let mut names = Vec::new();
+            for login in &logins {
+                let Some(present) = self.online.remove(login) else {
+                    continue;
+                };
+                self.order.remove(&present.place);
+                if names.len() < Crowd::MAX_NAMES {
+                    names.push(present.name);
+                }
             }
+            self.add_notice(Kind::Leave, names, logins.len());
+        }
+    }
+
+    fn add_notice(&self, kind: Kind, names: Vec<UserName>, count: usize) {
+        let count = u32::try_from(count).unwrap_or(u32::MAX);
+        if let Some(crowd) = Crowd::new(names, count) {
+            self.log.0.push(|id| Record::notice(id, kind, crowd));
         }
     }
 
     fn leave(&mut self, login: &LoginId) {
-        if let Some(present) = self.online.remove(login) {
-            self.order.remove(&present.place);
-            if self.settings.notices {
-                self.leaves.add(present.name);
+        if !self.settings.notices {
+            if let Some(present) = self.online.remove(login) {
+                self.order.remove(&present.place);
+            }
+            return;
+        }
+        if let Some(present) = self.online.get_mut(login) {
+            if !present.leaving {
+                present.leaving = true;
+                present.leave_at = None;
+                self.leaves.logins.push(login.clone());
             }
         }
     }
@@ -307,15 +343,21 @@ impl PresenceRegistry for MemoryPresence {
     fn connected(&mut self, logins: Vec<(LoginId, UserName)>) -> BoxFuture<'_, ()> {
         for (login, name) in logins {
             if let Some(present) = self.online.get_mut(&login) {
-                // Back within the grace: a reload, a tab, a switch. Nothing to say.
+                // Back within the grace (a reload, a tab, a switch), or before its leave
+                // was announced: nobody was told it left. Nothing to say.
                 present.leave_at = None;
+                if std::mem::take(&mut present.leaving) {
+                    self.leaves.logins.retain(|other| *other != login);
+                }
                 continue;
             }
             self.arrivals += 1;
             let place = (Timestamp::now().unix_millis(), self.arrivals);
-            self.order.insert(place, login.clone());
-            if self.settings.notices {
-                self.joins.add(name.clone());
+            let listed = !self.settings.notices;
+            if listed {
+                self.order.insert(place, login.clone());
+            } else {
+                self.joins.logins.push(login.clone());
             }
             self.online.insert(
                 login,
@@ -323,6 +365,8 @@ impl PresenceRegistry for MemoryPresence {
                     name,
                     place,
                     leave_at: None,
+                    listed,
+                    leaving: false,
                 },
             );
         }
@@ -332,7 +376,9 @@ impl PresenceRegistry for MemoryPresence {
 
     fn gone(&mut self, login: &LoginId) {
         if let Some(present) = self.online.get_mut(login) {
-            present.leave_at = Some(tokio::time::Instant::now() + self.settings.leave_grace);
+            if !present.leaving {
+                present.leave_at = Some(tokio::time::Instant::now() + self.settings.leave_grace);
+            }
         }
     }
 
@@ -368,6 +414,6 @@ impl PresenceRegistry for MemoryPresence {
             .take(limit)
             .filter_map(|((since, _), login)| Some((*since, self.online.get(login)?.name.clone())))
             .collect();
-        Box::pin(std::future::ready(Some((self.online.len(), rows))))
+        Box::pin(std::future::ready(Some((self.order.len(), rows))))
     }
 }

@@ -476,6 +476,114 @@ async fn across_instances_a_crowd_is_folded_once() {
     a_crowd_comes_and_goes(&[&a, &b], 1000).await;
 }
 
+/// How many online the notices on `ws` have said, and the watcher's count of them.
+struct Said {
+    count: i64,
+}
+
+impl Said {
+    /// Applies what arrives on `ws` within `period`.
+    async fn hear(&mut self, ws: &mut Ws, period: Duration) {
+        let until = Instant::now() + period;
+        while let Ok(batch) = tokio::time::timeout_at(until, next_batch(ws)).await {
+            for message in batch.messages {
+                let count = i64::from(message.count.unwrap());
+                self.count += if message.kind == "join" {
+                    count
+                } else {
+                    -count
+                };
+            }
+        }
+    }
+
+    /// Listens until the notices have said `listed` (at least that many while logins
+    /// arrive, at most while they go), for at most the delay of a notice on its way.
+    async fn reach(&mut self, ws: &mut Ws, listed: i64, arriving: bool, step: usize) {
+        let until = Instant::now() + Duration::from_millis(600);
+        let reached = |said: i64| {
+            if arriving {
+                said >= listed
+            } else {
+                said <= listed
+            }
+        };
+        while !reached(self.count) && Instant::now() < until {
+            self.hear(ws, Duration::from_millis(20)).await;
+        }
+        assert!(
+            reached(self.count),
+            "step {step}: the list counts {listed}, the notices said {}",
+            self.count
+        );
+    }
+}
+
+/// The list says what the notices said, even while they are folded: a page that fetched it
+/// and applies the notices after it counts each login once. Logins arrive (and then go) a
+/// few tens of milliseconds apart, so most wait in a fold for a second or more; after each,
+/// the list (read from the other instance) is never ahead of the notices the watcher hears.
+async fn the_list_is_never_ahead_of_the_notices(apps: &[&TestApp]) {
+    let watcher = apps[0].login(Some("Watcher")).await;
+    let mut watch = watcher.socket(None).await;
+    let mut said = Said { count: 0 };
+    said.hear(&mut watch, Duration::from_millis(1500)).await;
+    assert_eq!(said.count, 1, "the watcher's own join");
+    let listed = |i: usize| {
+        let at = watcher.at(&apps[(i + 1) % apps.len()].address);
+        async move { who(&at).await["count"].as_i64().unwrap() }
+    };
+    let mut crowd = Vec::new();
+    for i in 0..24 {
+        let (user, socket) = self::crowd(apps, i, 1).await.pop().unwrap();
+        if i % 6 == 5 {
+            // Gone before its join is said: the leave must come after that join.
+            assert_eq!(user.get("/auth/logout").await.status(), 200);
+        } else {
+            crowd.push((user, socket));
+        }
+        let count = listed(i).await;
+        said.reach(&mut watch, count, true, i).await;
+    }
+    // Every transition said within the longest fold (4 s).
+    said.hear(&mut watch, Duration::from_secs(5)).await;
+    assert_eq!((said.count, listed(0).await), (21, 21));
+    for (i, (user, socket)) in crowd.into_iter().enumerate() {
+        if i % 3 == 0 {
+            // A logout: a leave at once (or right after a pending join).
+            assert_eq!(user.get("/auth/logout").await.status(), 200);
+        }
+        drop(socket);
+        let count = listed(i).await;
+        said.reach(&mut watch, count, false, i).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    // The grace (1 s), then folds of up to 4 s.
+    let until = Instant::now() + Duration::from_secs(15);
+    while said.count > 1 && Instant::now() < until {
+        let count = listed(0).await;
+        said.reach(&mut watch, count, false, 99).await;
+        said.hear(&mut watch, Duration::from_millis(200)).await;
+    }
+    assert_eq!((said.count, listed(0).await), (1, 1));
+}
+
+#[tokio::test]
+async fn the_list_is_never_ahead_of_the_notices_in_memory() {
+    let app = TestApp::spawn_with(quick_presence).await;
+    the_list_is_never_ahead_of_the_notices(&[&app]).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
+async fn across_instances_the_list_is_never_ahead_of_the_notices() {
+    let Some(redis) = RedisServer::start("across_instances_the_list_is_never_ahead").await else {
+        return;
+    };
+    let (a, b) = (instance(&redis).await, instance(&redis).await);
+    the_list_is_never_ahead_of_the_notices(&[&a, &b]).await;
+}
+
 /// A logout leaves at once: Ann, with a socket on one instance (or the only one) and a
 /// poll on the other, logs out; the watcher hears one leave within 2 s and neither list
 /// has her.

@@ -11,8 +11,8 @@
 //!   answer was lost is not stored twice. A post without a client's key gets a random one.
 //! - `P:rate:{login}` and `P:arate:{address}`: the token buckets of a login and of a client
 //!   address, one budget across instances.
-//! - `P:online` (login → expiry, a sorted set) and `P:who` (login → since and name):
-//!   presence (see `presence`).
+//! - `P:who`, `P:since`, `P:held`, `P:holders`, `P:instances*`, `P:presence:clock` and
+//!   `P:fold*`: presence (see `presence` and docs/ARCHITECTURE.md).
 //! - `P:revoked` (login → until, a sorted set), `P:revocations` (a short stream announcing
 //!   each, numbered) and `P:revocations:n` (the numbers' counter): logouts (see `logouts`).
 //!
@@ -66,6 +66,7 @@ struct Keys {
     fold: String,
     fold_joins: String,
     fold_leaves: String,
+    fold_pending: String,
     revoked: String,
     revocations: String,
     revocations_count: String,
@@ -86,6 +87,7 @@ impl Keys {
             fold: format!("{prefix}:fold"),
             fold_joins: format!("{prefix}:fold:joins"),
             fold_leaves: format!("{prefix}:fold:leaves"),
+            fold_pending: format!("{prefix}:fold:pending"),
             revoked: format!("{prefix}:revoked"),
             revocations: format!("{prefix}:revocations"),
             revocations_count: format!("{prefix}:revocations:n"),

@@ -12,8 +12,10 @@
 --
 -- KEYS: 1 who (hash login -> "since|name"), 2 since (zset login -> since), 3 held,
 --   4 holders (hash), 5 instances (zset; "<key>:<instance>" is the set of its logins),
---   6 clock (when a call last ran), 7 fold (hash: <k>c pending count, <k>t last notice),
---   8 join names (list), 9 leave names (list), 10 log, 11 epoch, 12 revoked (zset).
+--   6 clock (when a call last ran), 7 fold (hash: <k>t last notice, <k>p its period, b
+--   leaves waiting for their joins), 8 joins to announce (list of logins), 9 leaves to
+--   announce (list), 10 log, 11 epoch, 12 revoked (zset), 13 pending (hash login -> what
+--   is still to be announced).
 -- ARGV: 1 this instance, 2 grace ms, 3 beat ttl ms, 4 notices "1"/"0", 5 maxlen,
 --   6 a new epoch, 7 fold period ms, 8 outage threshold ms, 9 longest fold period ms,
 --   10 slack ms (a tick's script runs a little after the tick), then triples op, login, name:
@@ -38,19 +40,49 @@ if now - last > tonumber(ARGV[8]) then
 end
 redis.call('SET', KEYS[6], now)
 
-local function fold(k, name)
-  if not notices then return end
-  if redis.call('HINCRBY', KEYS[7], k .. 'c', 1) <= 20 then
-    redis.call('RPUSH', k == 'j' and KEYS[8] or KEYS[9], name)
+-- With notices, the list (`since`) shows what they said: a login is listed from its join
+-- notice to its leave notice, and `who` keeps it until then. `pending` says what is still
+-- to be announced: 'j' its join, 'l' its leave, 'jl' both (then the leave waits for the
+-- join; the fold's 'b' counts those). Without notices the list is the state itself.
+local function join(login, name)
+  local pending = redis.call('HGET', KEYS[13], login)
+  if pending == 'l' or pending == 'jl' then
+    -- Back before its leave was announced: nobody was told it left.
+    redis.call('LREM', KEYS[9], 1, login)
+    if pending == 'l' then
+      redis.call('HDEL', KEYS[13], login)
+    else
+      redis.call('HSET', KEYS[13], login, 'j')
+      redis.call('HINCRBY', KEYS[7], 'b', -1)
+    end
+    return
+  end
+  if redis.call('HSETNX', KEYS[1], login, now .. '|' .. name) == 0 then return end
+  if notices then
+    redis.call('HSET', KEYS[13], login, 'j')
+    redis.call('RPUSH', KEYS[8], login)
+  else
+    redis.call('ZADD', KEYS[2], now, login)
   end
 end
 
 local function leave(login)
-  local who = redis.call('HGET', KEYS[1], login)
-  if not who then return end
-  redis.call('HDEL', KEYS[1], login)
-  redis.call('ZREM', KEYS[2], login)
-  fold('l', string.match(who, '^[^|]*|(.*)$'))
+  local pending = redis.call('HGET', KEYS[13], login)
+  if pending == 'l' or pending == 'jl' or redis.call('HEXISTS', KEYS[1], login) == 0 then
+    return
+  end
+  if not notices then
+    redis.call('HDEL', KEYS[1], login)
+    redis.call('ZREM', KEYS[2], login)
+    return
+  end
+  if pending == 'j' then
+    redis.call('HSET', KEYS[13], login, 'jl')
+    redis.call('HINCRBY', KEYS[7], 'b', 1)
+  else
+    redis.call('HSET', KEYS[13], login, 'l')
+  end
+  redis.call('RPUSH', KEYS[9], login)
 end
 
 local function unhold(instance, login)
@@ -83,10 +115,7 @@ for i = 11, #ARGV, 3 do
         redis.call('HINCRBY', KEYS[4], login, 1)
       end
       redis.call('SADD', KEYS[5] .. ':' .. me, login)
-      if redis.call('HSETNX', KEYS[1], login, now .. '|' .. name) == 1 then
-        redis.call('ZADD', KEYS[2], now, login)
-        fold('j', name)
-      end
+      join(login, name)
     end
   elseif op == 'r' then
     redis.call('ZADD', KEYS[3], 'XX', now + grace, member)
@@ -105,28 +134,52 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
 end
 
 -- At most one notice of a kind per period; a crowd doubles the period (up to ARGV[9] ms),
--- a quiet one brings it back to ARGV[7] ms.
-local function announce(k, kind, names_key)
-  local fold = redis.call('HMGET', KEYS[7], k .. 'c', k .. 't', k .. 'p')
-  local count = tonumber(fold[1] or '0')
-  local last_notice = tonumber(fold[2] or '0')
-  local wait = tonumber(fold[3] or period)
+-- a quiet one brings it back to ARGV[7] ms. A notice lists (or unlists) its logins.
+local function announce(k, kind, logins_key)
+  local fold = redis.call('HMGET', KEYS[7], k .. 't', k .. 'p', 'b')
+  local last_notice = tonumber(fold[1] or '0')
+  local wait = tonumber(fold[2] or period)
   if now < last_notice + wait - slack then return end
+  local count = redis.call('LLEN', logins_key)
   if count == 0 then
     redis.call('HSET', KEYS[7], k .. 'p', period)
     return
   end
+  -- A leave waits for its login's join: said the other way round, a page would list the
+  -- login again.
+  if k == 'l' and tonumber(fold[3] or '0') > 0 then return end
   if count > 1 then wait = math.min(wait * 2, tonumber(ARGV[9])) else wait = period end
-  local names = redis.call('LRANGE', names_key, 0, -1)
-  redis.call('DEL', names_key)
-  redis.call('HSET', KEYS[7], k .. 'c', 0, k .. 't', now, k .. 'p', wait)
+  local names, said = {}, 0
+  for _, login in ipairs(redis.call('LRANGE', logins_key, 0, -1)) do
+    local since, name = string.match(redis.call('HGET', KEYS[1], login) or '', '^([^|]*)|(.*)$')
+    if name then
+      said = said + 1
+      if #names < 20 then names[#names + 1] = name end
+      if k == 'j' then
+        redis.call('ZADD', KEYS[2], since, login)
+        if redis.call('HGET', KEYS[13], login) == 'jl' then
+          redis.call('HSET', KEYS[13], login, 'l')
+          redis.call('HINCRBY', KEYS[7], 'b', -1)
+        else
+          redis.call('HDEL', KEYS[13], login)
+        end
+      else
+        redis.call('HDEL', KEYS[1], login)
+        redis.call('ZREM', KEYS[2], login)
+        redis.call('HDEL', KEYS[13], login)
+      end
+    end
+  end
+  redis.call('DEL', logins_key)
+  redis.call('HSET', KEYS[7], k .. 't', now, k .. 'p', wait)
+  if #names == 0 then return end
   local epoch = redis.call('GET', KEYS[11])
   if not epoch then
     epoch = ARGV[6]
     redis.call('SET', KEYS[11], epoch)
   end
   redis.call('XADD', KEYS[10], 'MAXLEN', '~', ARGV[5], '*', 'e', epoch, 'k', kind,
-    'from', names[1], 'n', table.concat(names, ','), 'c', count)
+    'from', names[1], 'n', table.concat(names, ','), 'c', said)
 end
 announce('j', 'join', KEYS[8])
 announce('l', 'leave', KEYS[9])

@@ -128,6 +128,7 @@ impl RedisPresence {
             &keys.log,
             &keys.epoch,
             &keys.revoked,
+            &keys.fold_pending,
         ] {
             invocation.key(key);
         }
