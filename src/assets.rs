@@ -23,9 +23,10 @@ const EMBEDDED_TEMPLATES: [(&str, &str); 4] = [
 ];
 
 /// Built-in static files, by name. A unit test checks that this lists all of `static/`.
-const EMBEDDED_STATIC: [(&str, &[u8]); 2] = [
+const EMBEDDED_STATIC: [(&str, &[u8]); 3] = [
     ("chat.js", include_bytes!("../static/chat.js")),
     ("chat.css", include_bytes!("../static/chat.css")),
+    ("favicon.svg", include_bytes!("../static/favicon.svg")),
 ];
 
 #[derive(Debug, thiserror::Error)]

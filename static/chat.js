@@ -54,6 +54,45 @@ export function afterClose(code) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Waits that end early when there is news: the network came back (`online`) or a hidden
+ * tab was shown again. A page that waited out its backoff would sit on a stale
+ * "reconnecting" for up to 30 s after the network returned. */
+class Waker {
+  constructor() {
+    this.sleepers = new Set();
+    this.listeners = new Set();
+  }
+
+  /** Resolves after `ms`, or at the next wake, whichever comes first. */
+  sleep(ms) {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.sleepers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.sleepers.add(done);
+    });
+  }
+
+  /** Calls `listener` at every wake. */
+  onWake(listener) {
+    this.listeners.add(listener);
+  }
+
+  wake() {
+    for (const done of [...this.sleepers]) done();
+    for (const listener of this.listeners) listener();
+  }
+}
+
+const waker = new Waker();
+window.addEventListener("online", () => waker.wake());
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible") waker.wake();
+});
+
 function xsrfToken(form) {
   const match = document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/);
   if (match) return decodeURIComponent(match[1]);
@@ -194,6 +233,11 @@ class Room {
     this.errorBox = document.getElementById("error");
     this.newButton = document.getElementById("new-messages");
     this.presence = new Presence();
+    // Messages under this name are marked as the reader's own.
+    this.me = document.getElementById("user")?.textContent ?? "";
+    this.title = document.title;
+    // Messages that arrived while the tab was hidden, counted in its title.
+    this.unread = 0;
     // Where the page left off; from here on only this script moves it.
     this.cursor = this.inbox.dataset.cursor ?? "";
     this.dead = false;
@@ -202,7 +246,20 @@ class Room {
     window.addEventListener("scroll", () => {
       if (this.atBottom()) this.newButton.hidden = true;
     });
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") this.setUnread(0);
+    });
     localizeTimes(this.inbox);
+    for (const node of this.inbox.querySelectorAll(".message")) {
+      if (node.querySelector("b")?.textContent === `${this.me}: `) node.classList.add("mine");
+    }
+    // The page opens at the newest message, as a chat does.
+    this.scrollToBottom();
+  }
+
+  setUnread(count) {
+    this.unread = count;
+    document.title = count ? `(${count}) ${this.title}` : this.title;
   }
 
   setStatus(transport, state) {
@@ -252,6 +309,8 @@ class Room {
     const wasAtBottom = this.atBottom();
     let gapShown = !batch.reset;
     let added = 0;
+    let mine = false;
+    let unread = 0;
     for (const message of messages) {
       this.cursor = message.id;
       if (document.getElementById(`m${message.id}`)) continue;
@@ -269,6 +328,12 @@ class Room {
       const node = template.content.firstElementChild;
       if (!node) continue;
       localizeTimes(node);
+      if (message.kind === "message" && message.from === this.me) {
+        node.classList.add("mine");
+        mine = true;
+      } else if (message.kind === "message") {
+        unread += 1;
+      }
       this.inbox.append(node);
       added += 1;
       if (message.kind === "join" || message.kind === "leave") this.presence.apply(message);
@@ -276,9 +341,10 @@ class Room {
     if (batch.reset) this.presence.refresh();
     while (this.inbox.childElementCount > INBOX_LIMIT) this.inbox.firstElementChild.remove();
     if (!added) return;
-    // Follow the room only when the reader is at the bottom; someone reading older
-    // messages is not pulled away from them.
-    if (wasAtBottom) this.scrollToBottom();
+    if (document.visibilityState === "hidden" && unread) this.setUnread(this.unread + unread);
+    // Follow the room only when the reader is at the bottom (or just posted); someone
+    // reading older messages is not pulled away from them.
+    if (wasAtBottom || mine) this.scrollToBottom();
     else this.newButton.hidden = false;
   }
 }
@@ -310,12 +376,14 @@ class SocketTransport {
     this.socket = null;
   }
 
-  /** Runs until the login is gone ("dead") or the socket keeps failing ("fallback"). */
-  async run() {
+  /** Runs until the login is gone ("dead") or the socket keeps failing ("fallback").
+   * `probe`: a socket already open (the upgrade's probe), used as the first connection. */
+  async run(probe = null) {
     let failures = 0;
     for (;;) {
       this.room.setStatus("websocket", failures ? "reconnecting" : "connecting");
-      const { code, openedFor } = await this.connectOnce();
+      const { code, openedFor } = await this.connectOnce(probe);
+      probe = null;
       this.socket = null;
       // Posts still waiting for an answer go again, over HTTP until a socket is back.
       this.outbox.connectionLost();
@@ -328,31 +396,43 @@ class SocketTransport {
       failures = openedFor >= SOCKET_MIN_HEALTHY_MS ? 1 : failures + 1;
       if (failures >= SOCKET_FAILURES_BEFORE_FALLBACK) return "fallback";
       this.room.setStatus("websocket", "reconnecting");
-      await sleep(backoff(failures - 1));
+      await waker.sleep(backoff(failures - 1));
     }
   }
 
   /** One connection, from open to close: resolves with the close code and how long it
-   * was open (0: it never opened). */
-  connectOnce() {
+   * was open (0: it never opened). With `probe` (an open `Probe`), that one. */
+  connectOnce(probe) {
     return new Promise((resolve) => {
       let socket;
+      let openedAt = 0;
+      const opened = () => {
+        openedAt = Date.now();
+        this.socket = socket;
+        this.room.setStatus("websocket", "connected");
+      };
+      const closed = (code) => {
+        resolve({ code, openedFor: openedAt ? Date.now() - openedAt : 0 });
+      };
+      if (probe) {
+        socket = probe.socket;
+        opened();
+        socket.onmessage = (event) => this.receive(event.data);
+        socket.onclose = (event) => closed(event.code);
+        // What came before this transport took the socket over, in order.
+        for (const data of probe.received) this.receive(data);
+        if (probe.closedWith !== null) closed(probe.closedWith);
+        return;
+      }
       try {
         socket = new WebSocket(socketUrl(this.room.cursor));
       } catch {
         resolve({ code: 1006, openedFor: 0 });
         return;
       }
-      let openedAt = 0;
-      socket.onopen = () => {
-        openedAt = Date.now();
-        this.socket = socket;
-        this.room.setStatus("websocket", "connected");
-      };
+      socket.onopen = opened;
       socket.onmessage = (event) => this.receive(event.data);
-      socket.onclose = (event) => {
-        resolve({ code: event.code, openedFor: openedAt ? Date.now() - openedAt : 0 });
-      };
+      socket.onclose = (event) => closed(event.code);
     });
   }
 
@@ -394,21 +474,24 @@ class PollTransport {
     let failures = 0;
     this.room.setStatus("longpoll", "connecting");
     while (!this.stopped) {
+      let batch;
       try {
         const response = await this.poll();
         if (response.status === 403 && (await loginIsGone())) return "dead";
         if (!response.ok) throw new Error(`status ${response.status}`);
-        const batch = await response.json();
-        if (this.stopped) break;
-        failures = 0;
-        this.room.setStatus("longpoll", "connected");
-        this.room.show(batch);
+        batch = await response.json();
       } catch {
         if (this.stopped) break;
         failures += 1;
         this.room.setStatus("longpoll", failures >= FAILURES_BEFORE_OFFLINE ? "offline" : "reconnecting");
-        await sleep(backoff(failures - 1));
+        await waker.sleep(backoff(failures - 1));
+        continue;
       }
+      if (this.stopped) break;
+      failures = 0;
+      this.room.setStatus("longpoll", "connected");
+      // Outside the catch: a bug in showing a batch is a bug, not a lost connection.
+      this.room.show(batch);
     }
     return "stopped";
   }
@@ -441,6 +524,10 @@ class Outbox {
     // key -> { text, since, attempt, timer, state: "socket" (awaiting its ack) | "http"
     // (awaiting the answer) | "retrying" (to be sent again by its timer) }
     this.pending = new Map();
+    // The network is back: posts waiting for their next try go now.
+    waker.onWake(() => {
+      for (const [key, post] of this.pending) if (post.state === "retrying") this.send(key);
+    });
   }
 
   submit(text) {
@@ -568,24 +655,27 @@ class Client {
 
   async run() {
     let useSocket = typeof WebSocket === "function";
+    let probe = null;
     for (;;) {
-      const outcome = useSocket ? await this.runSocket() : await this.runPolls();
+      const outcome = useSocket ? await this.runSocket(probe) : await this.runPolls();
       if (outcome === "dead") {
         this.room.loggedOut();
         return;
       }
-      useSocket = outcome === "upgrade";
+      // An upgrade hands over the probe that opened: one socket, not a second.
+      probe = typeof outcome === "object" ? outcome : null;
+      useSocket = probe !== null;
     }
   }
 
-  async runSocket() {
+  async runSocket(probe = null) {
     this.outbox.socket = new SocketTransport(this.room, this.outbox);
-    const outcome = await this.outbox.socket.run();
+    const outcome = await this.outbox.socket.run(probe);
     this.outbox.socket = null;
     return outcome;
   }
 
-  /** Long polls until the login is gone, or a probe socket opens ("upgrade"). */
+  /** Long polls until the login is gone, or a probe socket opens (the `Probe`). */
   async runPolls() {
     const polls = new PollTransport(this.room);
     const upgraded = this.waitForUpgrade(polls);
@@ -604,24 +694,29 @@ class Client {
     while (!polls.stopped) {
       await sleep(UPGRADE_RETRY_MS);
       if (polls.stopped) break;
-      const opened = await new Promise((resolve) => {
-        let probe;
+      const probe = await new Promise((resolve) => {
+        let socket;
         try {
-          probe = new WebSocket(socketUrl(this.room.cursor));
+          socket = new WebSocket(socketUrl(this.room.cursor));
         } catch {
-          resolve(false);
+          resolve(null);
           return;
         }
-        probe.onopen = () => {
-          probe.onclose = null;
-          probe.close(1000, "upgrading");
-          resolve(true);
+        socket.onopen = () => {
+          // Kept until the socket transport takes it over; messages that come before
+          // then wait in `received` (any the polls also showed are skipped by id).
+          const opened = { socket, received: [], closedWith: null };
+          socket.onmessage = (event) => opened.received.push(event.data);
+          socket.onclose = (event) => {
+            opened.closedWith = event.code;
+          };
+          resolve(opened);
         };
-        probe.onclose = () => resolve(false);
+        socket.onclose = () => resolve(null);
       });
-      if (opened) {
+      if (probe) {
         polls.stop();
-        return "upgrade";
+        return probe;
       }
     }
     return "stopped";
@@ -641,7 +736,11 @@ room.form.addEventListener("submit", (event) => {
   const text = room.input.value;
   if (text.trim()) client.send(text);
 });
-client.run();
+client.run().catch((error) => {
+  // A bug, not the network: say so rather than retry forever.
+  room.showError(`The page stopped on an error: ${error?.message ?? error}. Reload to go on.`);
+  throw error;
+});
 
 /** The cursor this script follows, for the browser tests. */
 export function currentCursor() {

@@ -43,6 +43,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, routes: &Routes) {
         .route("/a/message/updates", web::post().to(message::poll_updates))
         .route("/a/message/socket", web::get().to(socket::open_socket))
         .route("/a/presence", web::get().to(presence::show_presence))
+        // Browsers and tools that ask for the classic name get the page's icon.
+        .route(
+            "/favicon.ico",
+            web::get().to(|| async {
+                actix_web::HttpResponse::MovedPermanently()
+                    .insert_header(("Location", "/static/favicon.svg"))
+                    .finish()
+            }),
+        )
         .route("/healthz", web::get().to(health::healthz))
         .route("/metrics", web::get().to(health::metrics));
     // The page links static files with `?v=<content hash>`, so a day is safe.

@@ -129,6 +129,7 @@ async fn static_files_are_served_with_cache_headers() {
     for (path, kind) in [
         ("/static/chat.js", "javascript"),
         ("/static/chat.css", "text/css"),
+        ("/static/favicon.svg", "image/svg+xml"),
     ] {
         let response = user.get(path).await;
         assert_eq!(response.status(), 200, "{path}");
@@ -174,6 +175,42 @@ async fn static_files_are_served_with_cache_headers() {
     assert!(head.bytes().await.unwrap().is_empty());
     assert_eq!(user.get("/static/nothing.js").await.status(), 404);
     assert_eq!(user.get("/static/../Cargo.toml").await.status(), 404);
+}
+
+/// The page names its icon, and a browser or tool asking for the classic `/favicon.ico`
+/// is sent to it rather than given a 404.
+#[tokio::test]
+async fn the_page_has_an_icon_and_favicon_ico_leads_to_it() {
+    let app = TestApp::spawn().await;
+    let user = app.login(Some("Carol")).await;
+    let page = user.get("/").await.text().await.unwrap();
+    assert!(page.contains("<link rel=\"icon\" href=\"/static/favicon.svg?v="));
+    let classic = app.anonymous().get("/favicon.ico").await;
+    assert_eq!(classic.status(), 301);
+    assert_eq!(classic.headers()["location"], "/static/favicon.svg");
+    let icon = app.anonymous().get("/static/favicon.svg").await;
+    assert_eq!(icon.status(), 200);
+    assert!(icon.text().await.unwrap().starts_with("<svg"));
+}
+
+/// The page's accessible names: the message input and the rename field are labelled, the
+/// message list is a log (a polite live region that does not read the history out), the
+/// badge a status.
+#[tokio::test]
+async fn the_page_labels_its_controls_and_regions() {
+    let app = TestApp::spawn().await;
+    let user = app.login(Some("Carol")).await;
+    let page = user.get("/").await.text().await.unwrap();
+    for needle in [
+        "<label for=\"message\"",
+        "<label for=\"rename-name\"",
+        "id=\"inbox\" role=\"log\" aria-label=\"Messages\"",
+        "id=\"status\" role=\"status\"",
+        "<form id=\"rename\" action=\"/auth/login\" method=\"get\">",
+        "name=\"name\" value=\"Carol\"",
+    ] {
+        assert!(page.contains(needle), "{needle}");
+    }
 }
 
 #[tokio::test]

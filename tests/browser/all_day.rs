@@ -1,0 +1,380 @@
+//! The page people keep open all day (issue 18): where it opens, what it does with the
+//! reader's own posts, a name picked on the page, the title while the tab is hidden, the
+//! dark theme's contrast.
+
+use super::*;
+
+/// Sets the page's viewport to `width` × `height` CSS pixels (a phone when narrow).
+async fn viewport(client: &Client, width: u32, height: u32) {
+    client
+        .issue_cmd(Cdp {
+            cmd: "Emulation.setDeviceMetricsOverride",
+            params: json!({
+                "width": width, "height": height, "deviceScaleFactor": 1,
+                "mobile": width < 600,
+            }),
+        })
+        .await
+        .expect("CDP viewport");
+}
+
+/// Where the page is: [scrolled to the bottom, the "New messages" button hidden, the last
+/// message whole above the input bar].
+const POSITION: &str =
+    "var last = document.querySelector('#inbox > :last-child').getBoundingClientRect(); \
+    var bar = document.getElementById('input').getBoundingClientRect(); \
+    return [window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 40, \
+            document.getElementById('new-messages').hidden, \
+            last.top >= 0 && last.bottom <= bar.top + 1];";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
+async fn the_page_opens_at_the_newest_message_and_shows_your_own_post_at_every_size() {
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn().await;
+    let writer = app.login(Some("Writer")).await;
+    // A history taller than either screen.
+    for i in 0..80 {
+        writer.say_ok(&format!("history {i}")).await;
+    }
+    for (width, height) in [(1280, 720), (390, 844)] {
+        let reader = browser(&driver, &format!("reader{width}"), true).await;
+        viewport(&reader, width, height).await;
+        reader
+            .goto(&app.url(&format!("/auth/login?name=Reader{width}")))
+            .await
+            .unwrap();
+        wait_for_transport(&reader, "websocket", "the reader").await;
+        let at = reader.execute(POSITION, vec![]).await.unwrap();
+        assert_eq!(
+            at,
+            json!([true, true, true]),
+            "{width}×{height}: opens at the newest"
+        );
+
+        // Reading older messages: another's post does not move the page ...
+        reader
+            .execute("window.scrollTo(0, 0);", vec![])
+            .await
+            .unwrap();
+        writer.say_ok(&format!("while reading {width}")).await;
+        wait_for_message(&reader, &format!("while reading {width}"), "the reader").await;
+        let still = reader
+            .execute(
+                "return [window.scrollY, document.getElementById('new-messages').hidden];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            still,
+            json!([0, false]),
+            "{width}×{height}: the reader stays"
+        );
+
+        // ... but the reader's own post always comes into view, marked as theirs.
+        type_and_send(&reader, &format!("my own {width}")).await;
+        wait_for_message(&reader, &format!("my own {width}"), "the reader").await;
+        // Scrolled in the same step that showed it.
+        let own = reader.execute(POSITION, vec![]).await.unwrap();
+        assert_eq!(
+            own,
+            json!([true, true, true]),
+            "{width}×{height}: the own post in view"
+        );
+        let marked = reader
+            .execute(
+                "return Array.from(document.querySelectorAll('#inbox .message.mine'))\
+                 .map(m => m.lastChild.textContent);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            marked,
+            json!([format!("my own {width}")]),
+            "only the own post is marked"
+        );
+        reader.close().await.unwrap();
+    }
+}
+
+/// The rename form: a new name from the page, with or without JavaScript; the page comes
+/// back under it, and the reader's earlier posts (under the old name) are not theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
+async fn a_name_is_picked_on_the_page_with_or_without_javascript() {
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn().await;
+    for javascript in [true, false] {
+        let client = browser(&driver, &format!("rename{javascript}"), javascript).await;
+        client.goto(&app.url("/auth/login")).await.unwrap();
+        let before = client
+            .find(Locator::Css("#user"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(before.starts_with("user-"), "a random name first: {before}");
+        let new_name = if javascript { "Ann Smith" } else { "Bo" };
+        let field = client.find(Locator::Css("#rename-name")).await.unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(new_name).await.unwrap();
+        client
+            .find(Locator::Css("#rename button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let shown = wait_for(
+            &client,
+            &format!("var u = document.getElementById('user'); return u && u.textContent === {} && location.pathname === '/';", json!(new_name)),
+            "the page under the new name",
+        )
+        .await;
+        assert_eq!(shown, json!(true));
+        if javascript {
+            wait_for_transport(&client, "websocket", new_name).await;
+            type_and_send(&client, "after the rename").await;
+            wait_for_message(&client, "after the rename", new_name).await;
+            let from = client
+                .execute(
+                    "return document.querySelector('#inbox .message:last-child b').textContent;",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(from, json!(format!("{new_name}: ")));
+        }
+        client.close().await.unwrap();
+    }
+}
+
+/// While the tab is hidden its title counts the messages it has not shown yet; showing the
+/// tab clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
+async fn a_hidden_tab_counts_new_messages_in_its_title() {
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn().await;
+    let writer = app.login(Some("Writer")).await;
+    let reader = browser(&driver, "reader", true).await;
+    reader
+        .goto(&app.url("/auth/login?name=Reader"))
+        .await
+        .unwrap();
+    wait_for_transport(&reader, "websocket", "the reader").await;
+    // Minimized, the page is hidden (headless Chromium keeps a tab in the background
+    // visible, but not a minimized window).
+    reader.minimize_window().await.unwrap();
+    wait_for(
+        &reader,
+        "return document.visibilityState === 'hidden';",
+        "the chat's tab hidden",
+    )
+    .await;
+    writer.say_ok("one").await;
+    writer.say_ok("two").await;
+    wait_for(
+        &reader,
+        "return document.title === '(2) Chat';",
+        "the title counting two",
+    )
+    .await;
+    reader.set_window_size(1000, 800).await.unwrap();
+    wait_for(
+        &reader,
+        "return document.visibilityState === 'visible' && document.title === 'Chat';",
+        "the title cleared when shown",
+    )
+    .await;
+    reader.close().await.unwrap();
+}
+
+/// Every piece of text on the page (messages, own ones, notices, times, the badge, the
+/// list, the form) has a contrast of at least 4.5:1 against what is behind it, in the
+/// light theme and in the dark one the page takes from the system.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
+async fn text_contrast_is_at_least_4_5_in_light_and_dark() {
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn_with(|s| {
+        s.presence.notices = true;
+        s.presence.leave_grace_secs = 1;
+    })
+    .await;
+    let writer = app.login(Some("Writer")).await;
+    for i in 0..3 {
+        writer
+            .say_ok(&format!("visit https://example.com/{i}"))
+            .await;
+    }
+    for scheme in ["light", "dark"] {
+        let reader = browser(&driver, &format!("contrast-{scheme}"), true).await;
+        reader
+            .issue_cmd(Cdp {
+                cmd: "Emulation.setEmulatedMedia",
+                params: json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+            })
+            .await
+            .unwrap();
+        reader
+            .goto(&app.url("/auth/login?name=Reader"))
+            .await
+            .unwrap();
+        wait_for_transport(&reader, "websocket", "the reader").await;
+        type_and_send(&reader, "my own words").await;
+        wait_for_message(&reader, "my own words", "the reader").await;
+        wait_for_notice(&reader, "Reader joined the room").await;
+        let report = reader.execute(CONTRAST, vec![]).await.unwrap();
+        let (background, worst) = (report[0].as_f64().unwrap(), &report[1]);
+        if scheme == "dark" {
+            assert!(
+                background < 0.05,
+                "the dark theme is dark: luminance {background}"
+            );
+        } else {
+            assert!(
+                background > 0.8,
+                "the light theme is light: luminance {background}"
+            );
+        }
+        assert!(
+            worst[0].as_f64().unwrap() >= 4.5,
+            "{scheme}: the lowest contrast is {worst}"
+        );
+        assert!(
+            report[2].as_u64().unwrap() >= 10,
+            "measured {} texts",
+            report[2]
+        );
+        reader.close().await.unwrap();
+    }
+}
+
+/// [body's luminance, [lowest contrast, what, colour, background], how many measured].
+const CONTRAST: &str = r#"
+function rgba(text) {
+  var m = text.match(/rgba?\(([^)]*)\)/);
+  if (!m) return [0, 0, 0, 0];
+  var p = m[1].split(',').map(Number);
+  return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+}
+function luminance(c) {
+  var s = c.slice(0, 3).map(function (v) {
+    v /= 255;
+    return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+  });
+  return 0.2126 * s[0] + 0.7152 * s[1] + 0.0722 * s[2];
+}
+function behind(element) {
+  for (var e = element; e; e = e.parentElement) {
+    var c = rgba(getComputedStyle(e).backgroundColor);
+    if (c[3] > 0) return c;
+  }
+  return rgba(getComputedStyle(document.documentElement).backgroundColor);
+}
+var worst = [99, '', '', ''];
+var measured = 0;
+document.querySelectorAll('body *').forEach(function (e) {
+  var own = Array.from(e.childNodes).some(function (n) {
+    return n.nodeType === 3 && n.textContent.trim();
+  });
+  if (!own || !e.getClientRects().length || e.disabled) return;
+  if (e.closest('[hidden]') || e.closest('.visually-hidden')) return;
+  var fg = rgba(getComputedStyle(e).color), bg = behind(e);
+  var a = luminance(fg), b = luminance(bg);
+  var ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  measured += 1;
+  if (ratio < worst[0]) {
+    worst = [ratio, e.tagName + '#' + e.id + '.' + e.className, getComputedStyle(e).color,
+             getComputedStyle(e).backgroundColor];
+  }
+});
+return [luminance(behind(document.body)), worst, measured];
+"#;
+
+/// A logout leaves the online list at once (not after the grace), on every page: Bob signs
+/// out in one of his two tabs; Alice's list drops him within 3 s though the grace is 60 s,
+/// and his other tab stops at "logged out".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
+async fn a_logout_leaves_every_list_at_once() {
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn_with(|s| {
+        s.presence.notices = true;
+        s.presence.leave_grace_secs = 60;
+    })
+    .await;
+    let (alice, bob) = tokio::join!(
+        browser(&driver, "alice", true),
+        browser(&driver, "bob", true)
+    );
+    alice
+        .goto(&app.url("/auth/login?name=Alice"))
+        .await
+        .unwrap();
+    bob.goto(&app.url("/auth/login?name=Bob")).await.unwrap();
+    wait_for_transport(&bob, "websocket", "Bob").await;
+    let first = bob.window().await.unwrap();
+    let second = bob.new_window(true).await.unwrap();
+    bob.switch_to_window(second.handle.clone()).await.unwrap();
+    bob.goto(&app.url("/")).await.unwrap();
+    wait_for_transport(&bob, "websocket", "Bob's second tab").await;
+    let listed = "return Array.from(document.querySelectorAll('#online li')).map(li => li.textContent).sort().join(',');";
+    wait_for(
+        &alice,
+        &format!("return (function () {{ {listed} }})() === 'Alice,Bob';"),
+        "Alice sees Bob",
+    )
+    .await;
+
+    bob.switch_to_window(first).await.unwrap();
+    let signed_out = Instant::now();
+    bob.find(Locator::Css("#nav a[href='/auth/logout']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_within(
+        &alice,
+        &format!(
+            "return (function () {{ {listed} }})() === 'Alice' \
+             && document.getElementById('online-count').textContent === '1';"
+        ),
+        "Alice's list without Bob",
+        Duration::from_secs(3),
+    )
+    .await;
+    eprintln!(
+        "Bob left Alice's list {:?} after signing out",
+        signed_out.elapsed()
+    );
+    bob.switch_to_window(second.handle).await.unwrap();
+    wait_for(
+        &bob,
+        "return document.getElementById('status').dataset.state === 'logged out';",
+        "Bob's other tab at its dead end",
+    )
+    .await;
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
+}
