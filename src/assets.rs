@@ -23,8 +23,9 @@ const EMBEDDED_TEMPLATES: [(&str, &str); 4] = [
 ];
 
 /// Built-in static files, by name. A unit test checks that this lists all of `static/`.
-const EMBEDDED_STATIC: [(&str, &[u8]); 3] = [
+const EMBEDDED_STATIC: [(&str, &[u8]); 4] = [
     ("chat.js", include_bytes!("../static/chat.js")),
+    ("chat-core.js", include_bytes!("../static/chat-core.js")),
     ("chat.css", include_bytes!("../static/chat.css")),
     ("favicon.svg", include_bytes!("../static/favicon.svg")),
 ];

@@ -1,8 +1,11 @@
-// chatdemo client, an ES module. It keeps #inbox up to date over a WebSocket when the
-// browser has one and it connects, else over HTTP long polling, and posts through the
-// same channel. The cursor (the id of the newest message shown) is this script's own
-// state: every (re)connection resumes from it, and messages are deduplicated by id, so
-// switching transports loses and repeats nothing.
+// @ts-check
+// chatdemo client, an ES module: the boot module, which wires the core (chat-core.js: the
+// cursor, deduplication, who is online, the retry rules; no DOM) to the page and the
+// network. It keeps #inbox up to date over a WebSocket when the browser has one and it
+// connects, else over HTTP long polling, and posts through the same channel. The cursor
+// (the id of the newest message shown) is this script's own state: every (re)connection
+// resumes from it, and messages are deduplicated by id, so switching transports loses
+// and repeats nothing.
 //
 // It tells a hiccup from a dead end: a lost connection is retried with backoff, but a
 // login that is gone (a 403, or close 1008 after a logout) stops everything and offers
@@ -13,8 +16,12 @@
 // 503, a 429, a dropped connection or a missing ack. The server stores a key once, so a
 // resend is never a second copy.
 
-const BACKOFF_BASE_MS = 500;
-const BACKOFF_CAP_MS = 30000;
+// The core (no DOM), at the same version as this file.
+/** @type {typeof import("./chat-core.js")} */
+const core = await import(`./chat-core.js${new URL(import.meta.url).search}`);
+const { afterAnswer, afterClose, afterFailure, backoff, Roster, tally, Timeline, titled, Waker } =
+  core;
+
 // A socket that fails this many times in a row gives way to long polling ...
 const SOCKET_FAILURES_BEFORE_FALLBACK = 3;
 // ... and is tried again after this long.
@@ -25,67 +32,16 @@ const SOCKET_MIN_HEALTHY_MS = 5000;
 const FAILURES_BEFORE_OFFLINE = 4;
 // How long a post over the socket waits for its ack before it is resent.
 const ACK_TIMEOUT_MS = 10000;
-// How long a post is resent before the sender is told it was not sent. The server
-// remembers a post's key for 10 minutes, so every resend within this is safe.
-const RESEND_FOR_MS = 5 * 60 * 1000;
 // Entries kept in the page; older ones are dropped from the top.
-export const INBOX_LIMIT = 1000;
+const INBOX_LIMIT = 1000;
 // How close to the bottom (in pixels) still counts as reading the newest messages.
 const AT_BOTTOM_SLACK_PX = 40;
+// After a folded notice the list is fetched again within this window, at a random moment,
+// so a crowd's notice does not make every page ask at once.
+const ROSTER_REFRESH_MS = [5000, 30000];
 
-// Close codes with a meaning for the client (see docs/PROTOCOL.md).
-const CLOSE_POLICY = 1008; // bad _xsrf, or the login was ended: a dead end
-const CLOSE_TRY_AGAIN = 1013; // too slow: come back at once with the cursor
-
-/** Delay before retry number `attempt` (0-based): doubling, capped, the upper half random,
- * so a room full of clients does not reconnect in lockstep after a restart. */
-export function backoff(attempt) {
-  const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
-  return ceiling / 2 + (Math.random() * ceiling) / 2;
-}
-
-/** What a socket closed with `code` should do: "dead" (the login is gone), "now"
- * (reconnect at once) or "later" (reconnect after a backoff). */
-export function afterClose(code) {
-  if (code === CLOSE_POLICY) return "dead";
-  if (code === CLOSE_TRY_AGAIN) return "now";
-  return "later";
-}
-
+/** @param {number} ms */
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Waits that end early when there is news: the network came back (`online`) or a hidden
- * tab was shown again. A page that waited out its backoff would sit on a stale
- * "reconnecting" for up to 30 s after the network returned. */
-class Waker {
-  constructor() {
-    this.sleepers = new Set();
-    this.listeners = new Set();
-  }
-
-  /** Resolves after `ms`, or at the next wake, whichever comes first. */
-  sleep(ms) {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.sleepers.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.sleepers.add(done);
-    });
-  }
-
-  /** Calls `listener` at every wake. */
-  onWake(listener) {
-    this.listeners.add(listener);
-  }
-
-  wake() {
-    for (const done of [...this.sleepers]) done();
-    for (const listener of this.listeners) listener();
-  }
-}
 
 const waker = new Waker();
 window.addEventListener("online", () => waker.wake());
@@ -117,51 +73,9 @@ async function loginIsGone() {
 
 // ---- who is online --------------------------------------------------------------------
 
-// Names the page lists (the server embeds as many).
-const ROSTER_CAP = 100;
-// After a folded notice the list is fetched again within this window, at a random moment,
-// so a crowd's notice does not make every page ask at once.
-const ROSTER_REFRESH_MS = [5000, 30000];
-
-/** Who is online as the page knows it: the first names (at most `cap`, oldest first)
- * and the whole count. Notices may be folded: `names` holds the first 20 of them and
- * `count` all of them, so the count stays exact while the names may fall behind; a
- * notice that names fewer than it counts asks for a lazy refresh of the list. */
-export class Roster {
-  constructor(names, count, cap = ROSTER_CAP) {
-    this.cap = cap;
-    this.names = names.slice(0, cap);
-    this.count = Math.max(count, this.names.length);
-  }
-
-  /** Applies a `join` or `leave` notice; true when it named fewer than it counted. */
-  apply(notice) {
-    const names = notice.names ?? [notice.from];
-    const count = notice.count ?? names.length;
-    if (notice.kind === "join") {
-      for (const name of names) if (this.names.length < this.cap) this.names.push(name);
-      this.count += count;
-    } else if (notice.kind === "leave") {
-      // Two logins may share a name: each has its row, and a leave removes one.
-      for (const name of names) {
-        const at = this.names.indexOf(name);
-        if (at >= 0) this.names.splice(at, 1);
-      }
-      this.count = Math.max(0, this.count - count);
-      if (this.names.length > this.count) this.names.length = this.count;
-    }
-    return count > names.length;
-  }
-
-  /** How many are online beyond the names shown. */
-  more() {
-    return Math.max(0, this.count - this.names.length);
-  }
-}
-
 class Presence {
   constructor() {
-    this.box = document.getElementById("presence");
+    this.box = /** @type {HTMLDetailsElement | null} */ (document.getElementById("presence"));
     this.list = document.getElementById("online");
     this.countBox = document.getElementById("online-count");
     this.moreBox = document.getElementById("online-more");
@@ -208,13 +122,11 @@ class Presence {
   async refresh() {
     if (!this.list) return;
     try {
-      const response = await fetch(`/a/presence?limit=${ROSTER_CAP}`, {
+      const response = await fetch(`/a/presence?limit=${core.ROSTER_CAP}`, {
         credentials: "same-origin",
       });
       if (!response.ok) return;
-      const data = await response.json();
-      const names = (data.users ?? []).map((user) => user.name);
-      this.roster = new Roster(names, data.count ?? names.length);
+      this.roster = Roster.of(await response.json());
       this.render();
     } catch {
       // Next reconnect tries again.
@@ -227,8 +139,8 @@ class Presence {
 class Room {
   constructor() {
     this.inbox = document.getElementById("inbox");
-    this.form = document.getElementById("messageform");
-    this.input = document.getElementById("message");
+    this.form = /** @type {HTMLFormElement} */ (document.getElementById("messageform"));
+    this.input = /** @type {HTMLInputElement} */ (document.getElementById("message"));
     this.statusBox = document.getElementById("status");
     this.errorBox = document.getElementById("error");
     this.newButton = document.getElementById("new-messages");
@@ -239,7 +151,10 @@ class Room {
     // Messages that arrived while the tab was hidden, counted in its title.
     this.unread = 0;
     // Where the page left off; from here on only this script moves it.
-    this.cursor = this.inbox.dataset.cursor ?? "";
+    this.timeline = new Timeline(
+      this.inbox.dataset.cursor ?? "",
+      (id) => document.getElementById(`m${id}`) !== null,
+    );
     this.dead = false;
     this.connected = false;
     this.newButton.addEventListener("click", () => this.scrollToBottom());
@@ -257,9 +172,13 @@ class Room {
     this.scrollToBottom();
   }
 
+  get cursor() {
+    return this.timeline.cursor;
+  }
+
   setUnread(count) {
     this.unread = count;
-    document.title = count ? `(${count}) ${this.title}` : this.title;
+    document.title = titled(this.title, count);
   }
 
   setStatus(transport, state) {
@@ -290,7 +209,9 @@ class Room {
     link.textContent = "Log in again";
     this.errorBox.replaceChildren("You are logged out. ", link);
     this.errorBox.hidden = false;
-    for (const control of this.form.elements) control.disabled = true;
+    for (const control of this.form.querySelectorAll("input, button")) {
+      /** @type {HTMLInputElement | HTMLButtonElement} */ (control).disabled = true;
+    }
   }
 
   atBottom() {
@@ -303,24 +224,18 @@ class Room {
     this.newButton.hidden = true;
   }
 
-  /** A batch from either transport: `{"messages": [...], "reset"?: true}`. */
+  /** A batch from either transport.
+   * @param {import("./chat-core.js").Batch} batch */
   show(batch) {
-    const messages = batch.messages ?? [];
     const wasAtBottom = this.atBottom();
-    let gapShown = !batch.reset;
-    let added = 0;
-    let mine = false;
-    let unread = 0;
-    for (const message of messages) {
-      this.cursor = message.id;
-      if (document.getElementById(`m${message.id}`)) continue;
-      if (!gapShown) {
-        const gap = document.createElement("div");
-        gap.className = "gap";
-        gap.textContent = "You may have missed messages while you were away.";
-        this.inbox.append(gap);
-        gapShown = true;
-      }
+    const { fresh, gap } = this.timeline.take(batch);
+    if (gap) {
+      const line = document.createElement("div");
+      line.className = "gap";
+      line.textContent = "You may have missed messages while you were away.";
+      this.inbox.append(line);
+    }
+    for (const message of fresh) {
       // The server rendered and escaped `html`; it is the only network data ever
       // parsed as HTML.
       const template = document.createElement("template");
@@ -328,19 +243,14 @@ class Room {
       const node = template.content.firstElementChild;
       if (!node) continue;
       localizeTimes(node);
-      if (message.kind === "message" && message.from === this.me) {
-        node.classList.add("mine");
-        mine = true;
-      } else if (message.kind === "message") {
-        unread += 1;
-      }
+      if (message.kind === "message" && message.from === this.me) node.classList.add("mine");
       this.inbox.append(node);
-      added += 1;
       if (message.kind === "join" || message.kind === "leave") this.presence.apply(message);
     }
     if (batch.reset) this.presence.refresh();
     while (this.inbox.childElementCount > INBOX_LIMIT) this.inbox.firstElementChild.remove();
-    if (!added) return;
+    if (!fresh.length) return;
+    const { unread, mine } = tally(fresh, this.me);
     if (document.visibilityState === "hidden" && unread) this.setUnread(this.unread + unread);
     // Follow the room only when the reader is at the bottom (or just posted); someone
     // reading older messages is not pulled away from them.
@@ -583,19 +493,22 @@ class Outbox {
     return [...this.pending.values()].some((post) => post.state === "retrying");
   }
 
-  /** Tries `key` again after `ms`, unless it has been tried for too long. */
-  later(key, ms, reason) {
+  /** Follows `outcome` (see chat-core.js) for `key`: in, tried again after its wait, or
+   * refused. */
+  follow(key, outcome, reason) {
     const post = this.pending.get(key);
     if (!post) return;
-    if (Date.now() - post.since + ms > RESEND_FOR_MS) {
+    if (outcome.action === "done") {
+      this.acked(key);
+    } else if (outcome.action === "refuse") {
       this.refused(key, reason);
-      return;
+    } else {
+      this.room.showError(`Not sent yet: ${reason}. It will be sent again by itself.`);
+      clearTimeout(post.timer);
+      post.state = "retrying";
+      post.timer = setTimeout(() => this.send(key), outcome.waitMs);
+      post.attempt += 1;
     }
-    this.room.showError(`Not sent yet: ${reason}. It will be sent again by itself.`);
-    clearTimeout(post.timer);
-    post.state = "retrying";
-    post.timer = setTimeout(() => this.send(key), ms);
-    post.attempt += 1;
   }
 
   async resendOverHttp(key) {
@@ -612,7 +525,8 @@ class Outbox {
         headers: { "X-Xsrftoken": xsrfToken(this.room.form), "Idempotency-Key": key },
       });
     } catch {
-      this.later(key, backoff(post.attempt), "the server cannot be reached");
+      const outcome = afterFailure(backoff(post.attempt), Date.now() - post.since);
+      this.follow(key, outcome, "the server cannot be reached");
       return;
     }
     if (response.ok) {
@@ -631,15 +545,9 @@ class Outbox {
       // Plain text.
     }
     reason ||= `status ${response.status}`;
-    // Busy, over the rate, the store away, or the body cut off: none stored anything,
-    // and the same post later may go in.
-    if ([408, 429, 502, 503, 504].includes(response.status)) {
-      const seconds = Number(response.headers.get("Retry-After"));
-      const wait = seconds > 0 ? seconds * 1000 : backoff(post.attempt);
-      this.later(key, wait, reason);
-    } else {
-      this.refused(key, reason);
-    }
+    const retryAfter = response.headers.get("Retry-After");
+    const triedFor = Date.now() - post.since;
+    this.follow(key, afterAnswer(response.status, retryAfter, post.attempt, triedFor), reason);
   }
 }
 
@@ -742,7 +650,3 @@ client.run().catch((error) => {
   throw error;
 });
 
-/** The cursor this script follows, for the browser tests. */
-export function currentCursor() {
-  return room.cursor;
-}

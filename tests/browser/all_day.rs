@@ -378,3 +378,135 @@ async fn a_logout_leaves_every_list_at_once() {
     alice.close().await.unwrap();
     bob.close().await.unwrap();
 }
+
+/// axe-core (pinned in tests/js/package-lock.json) finds no serious or critical WCAG 2.1
+/// A/AA violation on the page, light and dark, at desktop and phone sizes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium, chromedriver and axe-core (npm ci --prefix tests/js); run with --include-ignored"]
+async fn axe_finds_no_serious_violation() {
+    if !browser_available() {
+        return;
+    }
+    let axe_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/js/node_modules/axe-core/axe.min.js");
+    let Ok(axe) = std::fs::read_to_string(&axe_path) else {
+        assert!(
+            std::env::var("BROWSER_TESTS").as_deref() != Ok("required"),
+            "BROWSER_TESTS=required is set but axe-core is not installed (npm ci --prefix tests/js)"
+        );
+        eprintln!("skipping the axe audit: npm ci --prefix tests/js installs axe-core");
+        return;
+    };
+    let driver = start_driver().await;
+    let app = TestApp::spawn_with(|s| {
+        s.presence.notices = true;
+        s.presence.leave_grace_secs = 1;
+    })
+    .await;
+    let writer = app.login(Some("Writer")).await;
+    for i in 0..5 {
+        writer.say_ok(&format!("see https://example.com/{i}")).await;
+    }
+    for (scheme, width, height) in [("light", 1280, 720), ("dark", 390, 844)] {
+        let reader = browser(&driver, &format!("axe-{scheme}"), true).await;
+        viewport(&reader, width, height).await;
+        reader
+            .issue_cmd(Cdp {
+                cmd: "Emulation.setEmulatedMedia",
+                params: json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+            })
+            .await
+            .unwrap();
+        reader
+            .goto(&app.url(&format!("/auth/login?name=Axe{width}")))
+            .await
+            .unwrap();
+        wait_for_transport(&reader, "websocket", "the reader").await;
+        type_and_send(&reader, "my own words").await;
+        wait_for_message(&reader, "my own words", "the reader").await;
+        // Someone posts while the reader is scrolled up: the button shows too.
+        reader
+            .execute("window.scrollTo(0, 0);", vec![])
+            .await
+            .unwrap();
+        writer.say_ok("while scrolled up").await;
+        wait_for_message(&reader, "while scrolled up", "the reader").await;
+        reader.execute(&axe, vec![]).await.unwrap();
+        let script = "const done = arguments[arguments.length - 1]; \
+            axe.run(document, {runOnly: {type: 'tag', values: \
+                ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']}}) \
+              .then(r => done({passes: r.passes.length, bad: r.violations \
+                  .filter(v => v.impact === 'serious' || v.impact === 'critical') \
+                  .map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' '))}))}), \
+                    e => done({error: String(e)}));";
+        let report = reader.execute_async(script, vec![]).await.unwrap();
+        assert_eq!(report["error"], Value::Null, "{report}");
+        assert!(
+            report["passes"].as_u64().unwrap() > 10,
+            "axe ran its rules: {report}"
+        );
+        assert_eq!(report["bad"], json!([]), "{scheme} {width}×{height}");
+        reader.close().await.unwrap();
+    }
+}
+
+/// The page works from the keyboard alone: Tab reaches every control in order, each shows
+/// where the focus is, and Enter posts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
+async fn the_page_works_from_the_keyboard_alone() {
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn().await;
+    let reader = browser(&driver, "keys", true).await;
+    reader
+        .goto(&app.url("/auth/login?name=Keys"))
+        .await
+        .unwrap();
+    wait_for_transport(&reader, "websocket", "the reader").await;
+    // The message input has the focus at once: type and press Enter.
+    let active = reader.active_element().await.unwrap();
+    assert_eq!(active.attr("id").await.unwrap().as_deref(), Some("message"));
+    active.send_keys("typed only\u{E007}").await.unwrap();
+    wait_for_message(&reader, "typed only", "the reader").await;
+    wait_for_input_cleared(&reader, "the reader").await;
+    // Tab on from the input: every control of the page in reading order, round to the
+    // input again, each showing where the focus is. (Between the last control and the
+    // first the focus leaves the page for the browser's own controls: "BODY".)
+    let mut order = Vec::new();
+    for _ in 0..7 {
+        use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+        let tab = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: '\u{E004}' })
+            .then(KeyAction::Up { value: '\u{E004}' });
+        reader.perform_actions(tab).await.unwrap();
+        let focused = reader
+            .execute(
+                "var e = document.activeElement, s = getComputedStyle(e); \
+                 return [e.id || e.getAttribute('href') || e.getAttribute('type') || e.tagName, \
+                         s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let name = focused[0].as_str().unwrap().to_owned();
+        if name != "BODY" {
+            assert_eq!(focused[1], json!(true), "visible focus on {name}");
+            order.push(name);
+        }
+    }
+    assert_eq!(
+        order,
+        [
+            "submit",
+            "/auth/logout",
+            "rename-name",
+            "submit",
+            "presence-summary",
+            "message"
+        ]
+    );
+    reader.close().await.unwrap();
+}
