@@ -36,6 +36,8 @@ const ACK_TIMEOUT_MS = 10000;
 const INBOX_LIMIT = 1000;
 // How close to the bottom (in pixels) still counts as reading the newest messages.
 const AT_BOTTOM_SLACK_PX = 40;
+// While the store is away, how often the page asks /healthz whether it is back.
+const STORE_CHECK_MS = 2000;
 // After a folded notice the list is fetched again within this window, at a random moment,
 // so a crowd's notice does not make every page ask at once.
 const ROSTER_REFRESH_MS = [5000, 30000];
@@ -185,13 +187,28 @@ class Room {
     if (this.dead) return;
     this.statusBox.dataset.transport = transport;
     this.statusBox.dataset.state = state;
-    const name = { websocket: "WebSocket", longpoll: "Long polling" }[transport] ?? "";
-    this.statusBox.textContent = (name ? `${name} \u00b7 ` : "") + state;
     if (state === "connected" && !this.connected) {
       // Every (re)connection may have missed notices while it was down.
       this.presence.refresh();
     }
     this.connected = state === "connected";
+    this.renderStatus();
+  }
+
+  /** Whether the store takes posts: "up", or "down" after one was refused because it is
+   * away. Reading still works then, so the badge says both. */
+  setStore(state) {
+    if (this.dead || this.statusBox.dataset.store === state) return;
+    this.statusBox.dataset.store = state;
+    this.renderStatus();
+  }
+
+  renderStatus() {
+    const { transport, state, store } = this.statusBox.dataset;
+    const name = { websocket: "WebSocket", longpoll: "Long polling" }[transport] ?? "";
+    const blocked = state === "connected" && store === "down";
+    const shown = blocked ? "connected, messages can\u2019t be sent right now" : state;
+    this.statusBox.textContent = (name ? `${name} \u00b7 ` : "") + shown;
   }
 
   showError(text) {
@@ -434,10 +451,48 @@ class Outbox {
     // key -> { text, since, attempt, timer, state: "socket" (awaiting its ack) | "http"
     // (awaiting the answer) | "retrying" (to be sent again by its timer) }
     this.pending = new Map();
-    // The network is back: posts waiting for their next try go now.
+    // The network (or the store) is back: posts waiting for their next try go now.
     waker.onWake(() => {
       for (const [key, post] of this.pending) if (post.state === "retrying") this.send(key);
     });
+    this.list = document.getElementById("outbox");
+    this.watchingStore = false;
+  }
+
+  /** Posts waiting for their next try, shown under the inbox as pending. */
+  render() {
+    if (!this.list) return;
+    const waiting = [...this.pending.values()].filter((post) => post.state === "retrying");
+    this.list.replaceChildren(
+      ...waiting.map((post) => {
+        const item = document.createElement("li");
+        const text = document.createElement("span");
+        text.textContent = post.text;
+        item.append(text, " \u2014 not sent yet, will retry by itself");
+        return item;
+      }),
+    );
+    this.list.hidden = waiting.length === 0;
+  }
+
+  /** The store refused a post (503): until /healthz says it answers again, the badge says
+   * posts cannot go; then every waiting post goes at once, not at the end of its backoff. */
+  async watchStore() {
+    this.room.setStore("down");
+    if (this.watchingStore) return;
+    this.watchingStore = true;
+    while (!this.room.dead) {
+      await sleep(STORE_CHECK_MS);
+      try {
+        const response = await fetch("/healthz", { cache: "no-store" });
+        if (response.ok) break;
+      } catch {
+        // Not reachable: the transports say so; keep asking.
+      }
+    }
+    this.watchingStore = false;
+    this.room.setStore("up");
+    waker.wake();
   }
 
   submit(text) {
@@ -465,8 +520,11 @@ class Outbox {
     if (!post) return;
     clearTimeout(post.timer);
     this.pending.delete(key);
+    // It went in, so the store takes posts.
+    this.room.setStore("up");
     if (this.room.input.value === post.text) this.room.input.value = "";
     if (!this.waiting()) this.room.showError("");
+    this.render();
   }
 
   /** The post stored nothing and will not be resent; its text stays in the input. */
@@ -476,6 +534,7 @@ class Outbox {
     clearTimeout(post.timer);
     this.pending.delete(key);
     this.room.showError(`Not sent: ${reason}`);
+    this.render();
   }
 
   /** A socket's error frame does not say whether trying again can help; the same post
@@ -508,6 +567,7 @@ class Outbox {
       post.state = "retrying";
       post.timer = setTimeout(() => this.send(key), outcome.waitMs);
       post.attempt += 1;
+      this.render();
     }
   }
 
@@ -545,6 +605,8 @@ class Outbox {
       // Plain text.
     }
     reason ||= `status ${response.status}`;
+    if (response.status === 503) this.watchStore();
+    else this.room.setStore("up");
     const retryAfter = response.headers.get("Retry-After");
     const triedFor = Date.now() - post.since;
     this.follow(key, afterAnswer(response.status, retryAfter, post.attempt, triedFor), reason);

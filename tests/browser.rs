@@ -1087,7 +1087,43 @@ async fn a_post_is_resent_with_its_key_until_it_is_in_exactly_once() {
         "the page saying it will resend",
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The post shows as pending, and the badge tells reading (still live) from posting.
+    wait_for(
+        &client,
+        "var item = document.querySelector('#outbox li'); \
+         var badge = document.getElementById('status'); \
+         return !document.getElementById('outbox').hidden && !!item \
+           && item.textContent === 'sent during a stall \u{2014} not sent yet, will retry by itself' \
+           && badge.dataset.state === 'connected' && badge.dataset.store === 'down' \
+           && badge.textContent === 'WebSocket \u{00b7} connected, messages can\u{2019}t be sent right now';",
+        "the post pending and the badge saying posts cannot go",
+    )
+    .await;
+    // Someone arriving during the stall gets the page at once, with who is online.
+    let visitor = browser(&driver, "visitor", true).await;
+    let arrived = Instant::now();
+    visitor
+        .goto(&app.url("/auth/login?name=Visitor"))
+        .await
+        .unwrap();
+    let online = visitor
+        .execute(
+            "return [document.getElementById('online-count').textContent, \
+                     Array.from(document.querySelectorAll('#online li')).map(li => li.textContent)];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        arrived.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        arrived.elapsed()
+    );
+    assert_eq!(
+        online,
+        json!(["1", ["Resender"]]),
+        "the list, not \"0 online\""
+    );
     redis.pause(false);
     wait_for_message(&client, "sent during a stall", "the resender").await;
     wait_for_input_cleared(&client, "the resender").await;
@@ -1096,6 +1132,14 @@ async fn a_post_is_resent_with_its_key_until_it_is_in_exactly_once() {
         .await
         .unwrap();
     assert_eq!(error_hidden, json!(true));
+    wait_for(
+        &client,
+        "var badge = document.getElementById('status'); \
+         return document.getElementById('outbox').hidden && badge.dataset.store === 'up' \
+           && badge.textContent === 'WebSocket \u{00b7} connected';",
+        "the badge back to connected, nothing pending",
+    )
+    .await;
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     for text in ["sent as the socket closed", "sent during a stall"] {

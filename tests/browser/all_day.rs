@@ -510,3 +510,80 @@ async fn the_page_works_from_the_keyboard_alone() {
     );
     reader.close().await.unwrap();
 }
+
+/// Screenshots of the page at desktop and phone sizes, light and dark: each is a PNG of
+/// exactly the viewport. With `WRITE_SCREENSHOTS=1` they replace the ones in
+/// `docs/screenshots/` that the README shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
+async fn screenshots_of_the_page_light_and_dark() {
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    // Without notices, so each shot's page is the same room: three online, four posts.
+    let app = TestApp::spawn_with(|s| s.presence.leave_grace_secs = 1).await;
+    let ada = app.login(Some("Ada")).await;
+    let grace = app.login(Some("Grace")).await;
+    let _sockets = (ada.socket(None).await, grace.socket(None).await);
+    for (who, text) in [
+        (&ada, "Morning! Did the deploy go out?"),
+        (
+            &grace,
+            "It did, 09:12. The dashboard is at https://example.com/status",
+        ),
+        (&ada, "Thanks. Reading the <b>release notes</b> now."),
+        (
+            &grace,
+            "Long words wrap: supercalifragilisticexpialidocious-and-then-some",
+        ),
+    ] {
+        who.say_ok(text).await;
+    }
+    // Under the reader's name: marked as their own.
+    app.login(Some("Lin"))
+        .await
+        .say_ok("Hi all, just joined.")
+        .await;
+    let write = std::env::var("WRITE_SCREENSHOTS").is_ok_and(|v| v == "1");
+    for (scheme, width, height) in [
+        ("light", 1280, 720),
+        ("dark", 1280, 720),
+        ("light", 390, 844),
+        ("dark", 390, 844),
+    ] {
+        let reader = browser(&driver, &format!("shot-{scheme}-{width}"), true).await;
+        viewport(&reader, width, height).await;
+        reader
+            .issue_cmd(Cdp {
+                cmd: "Emulation.setEmulatedMedia",
+                params: json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+            })
+            .await
+            .unwrap();
+        reader.goto(&app.url("/auth/login?name=Lin")).await.unwrap();
+        wait_for_transport(&reader, "websocket", "the reader").await;
+        wait_for(
+            &reader,
+            "return document.getElementById('online-count').textContent === '3';",
+            "Ada, Grace and the reader online",
+        )
+        .await;
+        let png = reader.screenshot().await.unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let dimension = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+        assert_eq!(
+            (dimension(16), dimension(20)),
+            (width, height),
+            "the whole viewport"
+        );
+        if write {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("{width}x{height}-{scheme}.png")), &png).unwrap();
+        }
+        reader.close().await.unwrap();
+        // The next shot's reader is the only Lin: this one's grace is over.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+}
