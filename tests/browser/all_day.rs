@@ -587,3 +587,152 @@ async fn screenshots_of_the_page_light_and_dark() {
         tokio::time::sleep(Duration::from_millis(2500)).await;
     }
 }
+
+/// A proxy between the browser and the server that can go down: then it cuts every
+/// connection through it and drops each new one at once, counting them.
+struct Outage {
+    url: String,
+    down: tokio::sync::watch::Sender<bool>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Outage {
+    async fn start(upstream: u16) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (down, watch) = tokio::sync::watch::channel(false);
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = dropped.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if *watch.borrow() {
+                    counter.fetch_add(1, Relaxed);
+                    drop(client);
+                    continue;
+                }
+                let mut watch = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = watch.wait_for(|down| *down) => {}
+                    }
+                });
+            }
+        });
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            down,
+            dropped,
+        }
+    }
+}
+
+/// After the network comes back the page reconnects at once, not at the end of a backoff
+/// that has grown to 15–30 s: the browser's `online` event cuts the wait short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
+async fn the_page_reconnects_at_once_when_the_network_returns() {
+    use std::sync::atomic::Ordering::Relaxed;
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn().await;
+    let outage = Outage::start(app.port).await;
+    let reader = browser(&driver, "returning", true).await;
+    reader
+        .goto(&format!("{}/auth/login?name=Returning", outage.url))
+        .await
+        .unwrap();
+    wait_for_transport(&reader, "websocket", "the reader").await;
+    outage.down.send(true).unwrap();
+    // Three sockets (each followed by a look at whether the login is gone), then polls
+    // backing off: 0.25–0.5 s doubling. After the thirteenth connection dropped, the seventh
+    // poll, the page waits 15–30 s before the next.
+    let started = Instant::now();
+    while outage.dropped.load(Relaxed) < 13 {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the page stopped trying"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let network = |offline: bool| Cdp {
+        cmd: "Network.emulateNetworkConditions",
+        params: json!({"offline": offline, "latency": 0, "downloadThroughput": -1,
+                       "uploadThroughput": -1}),
+    };
+    // The browser goes offline and comes back (its `online` event), and so does the way to
+    // the server.
+    reader.issue_cmd(network(true)).await.unwrap();
+    outage.down.send(false).unwrap();
+    reader.issue_cmd(network(false)).await.unwrap();
+    let back = Instant::now();
+    let writer = app.login(Some("Writer")).await;
+    writer.say_ok("after the outage").await;
+    wait_for_within(
+        &reader,
+        &count_script("after the outage"),
+        "the message on the page",
+        Duration::from_secs(5),
+    )
+    .await;
+    eprintln!("a message {:?} after the network returned", back.elapsed());
+    reader.close().await.unwrap();
+}
+
+/// A bug in showing a batch is a bug, not a lost connection: the page says so and stops,
+/// rather than polling again and again as "reconnecting".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver; run with --include-ignored"]
+async fn a_rendering_bug_surfaces_instead_of_a_reconnect_loop() {
+    if !browser_available() {
+        return;
+    }
+    let driver = start_driver().await;
+    let app = TestApp::spawn().await;
+    let reader = browser(&driver, "buggy", true).await;
+    remove_websocket(&reader).await;
+    reader
+        .goto(&app.url("/auth/login?name=Buggy"))
+        .await
+        .unwrap();
+    let writer = app.login(Some("Writer")).await;
+    writer.say_ok("first").await;
+    wait_for_message(&reader, "first", "the reader").await;
+    // The bug: adding to the inbox throws.
+    reader
+        .execute(
+            "document.getElementById('inbox').append = () => { throw new Error('boom'); };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    writer.say_ok("trigger").await;
+    let shown = wait_for(
+        &reader,
+        "var e = document.getElementById('error'); return !e.hidden && e.textContent;",
+        "the error shown",
+    )
+    .await;
+    assert_eq!(
+        shown,
+        json!("The page stopped on an error: boom. Reload to go on.")
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let state = reader
+        .execute(
+            "return document.getElementById('status').dataset.state;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_ne!(state, json!("reconnecting"), "not a retry loop");
+    reader.close().await.unwrap();
+}
