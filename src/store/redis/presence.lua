@@ -147,7 +147,11 @@ local function announce(k, kind, logins_key)
   end
   -- A leave waits for its login's join: said the other way round, a page would list the
   -- login again.
-  if k == 'l' and tonumber(fold[3] or '0') > 0 then return end
+  if k == 'l' and tonumber(fold[3] or '0') > 0 then
+    if redis.call('LLEN', KEYS[8]) > 0 then return end
+    -- No join waits, so no leave can wait for one: a count left over (keys lost) is reset.
+    redis.call('HSET', KEYS[7], 'b', 0)
+  end
   if count > 1 then wait = math.min(wait * 2, tonumber(ARGV[9])) else wait = period end
   local names, said = {}, 0
   for _, login in ipairs(redis.call('LRANGE', logins_key, 0, -1)) do
