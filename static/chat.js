@@ -42,6 +42,12 @@ const STORE_CHECK_MS = 2000;
 // so a crowd's notice does not make every page ask at once.
 const ROSTER_REFRESH_MS = [5000, 30000];
 
+/**
+ * A socket the long poll's upgrade opened, kept for the socket transport to take over:
+ * what it received meanwhile, in order, and its close code if it closed.
+ * @typedef {{socket: WebSocket, received: string[], closedWith: number | null}} Probe
+ */
+
 /** @param {number} ms */
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -328,7 +334,9 @@ class SocketTransport {
   }
 
   /** One connection, from open to close: resolves with the close code and how long it
-   * was open (0: it never opened). With `probe` (an open `Probe`), that one. */
+   * was open (0: it never opened). With `probe` (the upgrade's socket, already open), that
+   * one.
+   * @param {Probe | null} probe */
   connectOnce(probe) {
     return new Promise((resolve) => {
       let socket;
