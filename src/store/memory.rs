@@ -296,22 +296,28 @@ impl MemoryPresence {
         }
         // A leave waits for its login's join (folded and not due yet): said the other way
         // round, a page would list the login again.
-        let joining = |login: &LoginId| self.online.get(login).is_some_and(|p| !p.listed);
+        let joining =
+            |login: &LoginId| (self.online.get(login)).is_some_and(|p| p.leaving && !p.listed);
         if self.leaves.is_due(at) && self.leaves.logins.iter().any(joining) {
             return;
         }
         if let Some(logins) = self.leaves.take_due(at) {
-            let mut names = Vec::new();
+            let (mut names, mut count) = (Vec::new(), 0);
             for login in &logins {
+                // Only what still waits: a leave taken back is skipped here.
+                if !self.online.get(login).is_some_and(|p| p.leaving) {
+                    continue;
+                }
                 let Some(present) = self.online.remove(login) else {
                     continue;
                 };
                 self.order.remove(&present.place);
+                count += 1;
                 if names.len() < Crowd::MAX_NAMES {
                     names.push(present.name);
                 }
             }
-            self.add_notice(Kind::Leave, names, logins.len());
+            self.add_notice(Kind::Leave, names, count);
         }
     }
 
@@ -344,11 +350,10 @@ impl PresenceRegistry for MemoryPresence {
         for (login, name) in logins {
             if let Some(present) = self.online.get_mut(&login) {
                 // Back within the grace (a reload, a tab, a switch), or before its leave
-                // was announced: nobody was told it left. Nothing to say.
+                // was announced: nobody was told it left. Nothing to say. A leave taken
+                // back stays in the fold (removing it is a scan) and is skipped there.
                 present.leave_at = None;
-                if std::mem::take(&mut present.leaving) {
-                    self.leaves.logins.retain(|other| *other != login);
-                }
+                present.leaving = false;
                 continue;
             }
             self.arrivals += 1;

@@ -47,8 +47,8 @@ redis.call('SET', KEYS[6], now)
 local function join(login, name)
   local pending = redis.call('HGET', KEYS[13], login)
   if pending == 'l' or pending == 'jl' then
-    -- Back before its leave was announced: nobody was told it left.
-    redis.call('LREM', KEYS[9], 1, login)
+    -- Back before its leave was announced: nobody was told it left. Its entry stays in
+    -- the leaves list (removing it is a scan of the list) and is skipped when announced.
     if pending == 'l' then
       redis.call('HDEL', KEYS[13], login)
     else
@@ -156,7 +156,10 @@ local function announce(k, kind, logins_key)
   local names, said = {}, 0
   for _, login in ipairs(redis.call('LRANGE', logins_key, 0, -1)) do
     local since, name = string.match(redis.call('HGET', KEYS[1], login) or '', '^([^|]*)|(.*)$')
-    if name then
+    -- Only what still waits: a leave taken back (or an entry already announced) is not.
+    local waits = redis.call('HGET', KEYS[13], login)
+    if k == 'j' then waits = waits == 'j' or waits == 'jl' else waits = waits == 'l' end
+    if name and waits then
       said = said + 1
       if #names < 20 then names[#names + 1] = name end
       if k == 'j' then
