@@ -18,6 +18,17 @@ async fn viewport(client: &Client, width: u32, height: u32) {
         .expect("CDP viewport");
 }
 
+/// Makes the page see the system's colour scheme as `scheme` ("light" or "dark").
+async fn color_scheme(client: &Client, scheme: &str) {
+    client
+        .issue_cmd(Cdp {
+            cmd: "Emulation.setEmulatedMedia",
+            params: json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+        })
+        .await
+        .expect("CDP colour scheme");
+}
+
 /// Where the page is: [scrolled to the bottom, the "New messages" button hidden, the last
 /// message whole above the input bar].
 const POSITION: &str =
@@ -212,11 +223,7 @@ async fn text_contrast_is_at_least_4_5_in_light_and_dark() {
         return;
     }
     let driver = start_driver().await;
-    let app = TestApp::spawn_with(|s| {
-        s.presence.notices = true;
-        s.presence.leave_grace_secs = 1;
-    })
-    .await;
+    let app = with_notices().await;
     let writer = app.login(Some("Writer")).await;
     for i in 0..3 {
         writer
@@ -225,13 +232,7 @@ async fn text_contrast_is_at_least_4_5_in_light_and_dark() {
     }
     for scheme in ["light", "dark"] {
         let reader = browser(&driver, &format!("contrast-{scheme}"), true).await;
-        reader
-            .issue_cmd(Cdp {
-                cmd: "Emulation.setEmulatedMedia",
-                params: json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
-            })
-            .await
-            .unwrap();
+        color_scheme(&reader, scheme).await;
         reader
             .goto(&app.url("/auth/login?name=Reader"))
             .await
@@ -398,11 +399,7 @@ async fn axe_finds_no_serious_violation() {
         return;
     };
     let driver = start_driver().await;
-    let app = TestApp::spawn_with(|s| {
-        s.presence.notices = true;
-        s.presence.leave_grace_secs = 1;
-    })
-    .await;
+    let app = with_notices().await;
     let writer = app.login(Some("Writer")).await;
     for i in 0..5 {
         writer.say_ok(&format!("see https://example.com/{i}")).await;
@@ -410,13 +407,7 @@ async fn axe_finds_no_serious_violation() {
     for (scheme, width, height) in [("light", 1280, 720), ("dark", 390, 844)] {
         let reader = browser(&driver, &format!("axe-{scheme}"), true).await;
         viewport(&reader, width, height).await;
-        reader
-            .issue_cmd(Cdp {
-                cmd: "Emulation.setEmulatedMedia",
-                params: json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
-            })
-            .await
-            .unwrap();
+        color_scheme(&reader, scheme).await;
         reader
             .goto(&app.url(&format!("/auth/login?name=Axe{width}")))
             .await
@@ -554,13 +545,7 @@ async fn screenshots_of_the_page_light_and_dark() {
     ] {
         let reader = browser(&driver, &format!("shot-{scheme}-{width}"), true).await;
         viewport(&reader, width, height).await;
-        reader
-            .issue_cmd(Cdp {
-                cmd: "Emulation.setEmulatedMedia",
-                params: json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
-            })
-            .await
-            .unwrap();
+        color_scheme(&reader, scheme).await;
         reader.goto(&app.url("/auth/login?name=Lin")).await.unwrap();
         wait_for_transport(&reader, "websocket", "the reader").await;
         wait_for(
