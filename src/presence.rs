@@ -429,16 +429,17 @@ mod tests {
     }
 
     impl Room {
-        /// The notices in the room so far, as "join Ann", "leave Ann".
-        async fn notices(&self) -> Vec<String> {
-            // Let the presence task and the hub run what is due.
+        /// The room's entries so far, once the presence task and the hub ran what is due.
+        async fn entries(&self) -> Vec<Arc<crate::hub::Entry>> {
             for _ in 0..10 {
                 tokio::task::yield_now().await;
             }
-            let snapshot = self.hub.snapshot().await.unwrap();
-            snapshot
-                .entries
-                .iter()
+            self.hub.snapshot().await.unwrap().entries
+        }
+
+        /// The notices in the room so far, as "join Ann", "leave Ann".
+        async fn notices(&self) -> Vec<String> {
+            (self.entries().await.iter())
                 .map(|e| format!("{} {}", e.message.kind.as_str(), e.message.from))
                 .collect()
         }
@@ -463,13 +464,7 @@ mod tests {
 
         /// The notices so far as (kind, names, count).
         async fn crowds(&self) -> Vec<(Kind, Vec<String>, u32)> {
-            for _ in 0..10 {
-                tokio::task::yield_now().await;
-            }
-            let snapshot = self.hub.snapshot().await.unwrap();
-            snapshot
-                .entries
-                .iter()
+            (self.entries().await.iter())
                 .map(|e| {
                     let crowd = e.message.crowd.as_ref().expect("a notice has its crowd");
                     let names = crowd.names().iter().map(|n| n.to_string()).collect();
