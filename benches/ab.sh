@@ -4,7 +4,7 @@
 # Each server runs as compare.sh runs it (notices on, the limits per login and per address
 # out of the way, RUST_LOG=warn), on the memory store unless --redis.
 #
-#   benches/ab.sh --a OLD_BINARY --b NEW_BINARY [--runs 6] [--load 1|2|3|4] [--redis]
+#   benches/ab.sh --a OLD_BINARY --b NEW_BINARY [--runs 6] [--load 1|2|3|4|A|B] [--redis]
 #                 [--notices on|off]
 #
 # Results: target/bench/ab-load<N>.jsonl (labels "a/loadN" and "b/loadN") and a summary on
@@ -34,11 +34,13 @@ cargo bench --locked --bench fanout --no-run >/dev/null 2>&1
 bench=$(cargo bench --locked --bench fanout --no-run 2>&1 | grep -o 'target/release/deps/fanout-[0-9a-f]*' | head -n 1)
 
 case "$load" in
-  1) args=(--ws 100 --polls 100 --messages 1000) ;;
+  1|A) args=(--ws 100 --polls 100 --messages 1000) ;;
+  # Issue 19's load B: the trickle's tail with both transports.
+  B) args=(--ws 1000 --polls 1000 --messages 100 --rate 20) ;;
   2) args=(--ws 2000 --polls 2000 --messages 200 --rate 20) ;;
   3) args=(--ws 10000 --polls 5000 --messages 50 --rate 1) ;;
   4) args=(--ws 10000 --polls 5000 --idle 60) ;;
-  *) echo "--load is 1 to 4" >&2; exit 2 ;;
+  *) echo "--load is 1 to 4, A (= 1) or B" >&2; exit 2 ;;
 esac
 ulimit -n "$(ulimit -Hn)"
 
@@ -67,19 +69,24 @@ fi
 # The servers run in an empty directory: a ./config.toml of another version (this
 # repository's) must not reach the other binary.
 rundir=$(mktemp -d)
-# Every client is 127.0.0.1: lift the per-address share of the connection limit, for a
-# binary that has one (older ones refuse a setting they do not know).
-share_env() { # binary
-  if grep -q max_connections_per_address "$1"; then
-    echo CHATDEMO_SERVER__MAX_CONNECTIONS_PER_ADDRESS=1000000000
-  fi
-}
-run() { # label binary run-number
-  (cd "$rundir" && exec env CHATDEMO_ROOM__RATE_BURST=1000000 CHATDEMO_ROOM__RATE_PER_SEC=1000000 RUST_LOG=warn \
+# The limits out of the way of the load and the notices as asked, for the settings each
+# binary knows: an older binary refuses a setting it does not have (the first wave, 001a1ef,
+# has no presence and no per-address or per-login limits).
+known_env() { # binary run-label
+  local setting key
+  for setting in "CHATDEMO_STORE__KEY_PREFIX=ab-$2-$RANDOM" CHATDEMO_ROOM__RATE_BURST=1000000 CHATDEMO_ROOM__RATE_PER_SEC=1000000 \
     CHATDEMO_ROOM__ADDRESS_BURST=1000000 CHATDEMO_ROOM__ADDRESS_PER_SEC=1000000 \
     CHATDEMO_SECURITY__LOGIN_BURST=1000000 CHATDEMO_SECURITY__LOGIN_PER_SEC=1000000 \
-    $(share_env "$2") \
-    CHATDEMO_PRESENCE__NOTICES="$notices" CHATDEMO_STORE__KEY_PREFIX="ab-$1-$3-$RANDOM" "${store_env[@]}" \
+    CHATDEMO_SERVER__MAX_CONNECTIONS_PER_ADDRESS=1000000000 \
+    "CHATDEMO_PRESENCE__NOTICES=$notices"; do
+    key=${setting%%=*}
+    key=${key##*__}
+    if grep -q "${key,,}" "$1"; then echo "$setting"; fi
+  done
+}
+run() { # label binary run-number
+  # shellcheck disable=SC2046 # one word per setting
+  (cd "$rundir" && exec env RUST_LOG=warn $(known_env "$2" "$1-$3") "${store_env[@]}" \
     "$(realpath "$2")" --port "$port") > "$out/ab-server.log" 2>&1 &
   server=$!
   for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done

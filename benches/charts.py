@@ -4,14 +4,16 @@ and labels, so the picture is exactly the numbers in the file.
 
     python3 benches/charts.py RESULTS.jsonl OUT_DIR
 
-Writes OUT_DIR/cpu-per-delivery.svg, OUT_DIR/p99-latency.svg and OUT_DIR/memory.svg,
-each from the rows it finds (a missing server or load is left out).
+Writes OUT_DIR/cpu-per-delivery.svg, p99-latency.svg, memory.svg, connections.svg,
+storm.svg and socketio.svg, each from the rows it finds (a missing server or load is left
+out). Every figure is the median of its load's runs (results.py).
 """
-import json
 import math
 import os
 import sys
 from html import escape
+
+import results
 
 SERIES = [  # label prefix, name in the legend, colour
     ("chatdemo", "chatdemo (memory)", "#2b6cb0"),
@@ -20,8 +22,8 @@ SERIES = [  # label prefix, name in the legend, colour
     ("tornado", "Tornado 6.6.1", "#c05621"),
 ]
 LOADS = [
-    ("load1", "load 1: 100 WS + 100 polls, flat out"),
-    ("load2", "load 2: 2,000 WS + 2,000 polls, 20 msg/s"),
+    ("loadA", "load A: 100 WS + 100 polls, flat out"),
+    ("loadB", "load B: 1,000 WS + 1,000 polls, 20 msg/s"),
     ("load3", "load 3: 10,000 WS + 5,000 polls, 1 msg/s"),
 ]
 
@@ -34,9 +36,19 @@ def value(row, *keys):
     return row if isinstance(row, (int, float)) else None
 
 
+def mib(kib):
+    return None if kib is None else kib / 1024
+
+
+def scaled(v, factor):
+    return None if v is None else v * factor
+
+
 def bar_chart(title, unit, groups, log=False):
-    """groups: [(group title, [(series name, colour, value)])] -> SVG text."""
+    """groups: [(group title, [(series name, colour, value)])] -> SVG text. A group title
+    may carry its own unit as (title, unit)."""
     bar_h, gap, left, width = 18, 14, 250, 420
+    groups = [((g, unit) if isinstance(g, str) else g, bars) for g, bars in groups]
     values = [v for _, bars in groups for _, _, v in bars if v is not None and v > 0]
     if not values:
         return None
@@ -52,7 +64,7 @@ def bar_chart(title, unit, groups, log=False):
 
     rows = []
     y = 40
-    for group, bars in groups:
+    for (group, group_unit), bars in groups:
         rows.append(f'<text x="10" y="{y + 12}" font-weight="bold">{escape(group)}</text>')
         y += 20
         for name, colour, v in bars:
@@ -62,7 +74,7 @@ def bar_chart(title, unit, groups, log=False):
             rows.append(f'<text x="20" y="{y + 13}">{escape(name)}</text>')
             rows.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{colour}"/>')
             shown = f"{v:,.1f}" if v < 1000 else f"{v:,.0f}"
-            rows.append(f'<text x="{left + w + 6:.1f}" y="{y + 13}">{shown} {escape(unit)}</text>')
+            rows.append(f'<text x="{left + w + 6:.1f}" y="{y + 13}">{shown} {escape(group_unit)}</text>')
             y += bar_h + 4
         y += gap
     scale = " (log scale)" if log else ""
@@ -78,8 +90,7 @@ def bar_chart(title, unit, groups, log=False):
 
 
 def main(path, out_dir):
-    rows = [json.loads(line) for line in open(path) if line.strip()]
-    by = {r["label"]: r for r in rows}
+    by = results.load(path)
     os.makedirs(out_dir, exist_ok=True)
 
     def groups(*keys, loads=LOADS):
@@ -101,13 +112,52 @@ def main(path, out_dir):
     }
     memory = []
     for prefix, name, colour in SERIES:
+        row = by.get(f"{prefix}/loadidle")
+        if row:
+            memory.append((f"{name}: 3,000 idle WebSockets", [
+                ("per WebSocket", colour, value(row, "rss_per_ws_kib"))]))
+    for prefix, name, colour in SERIES:
         row = by.get(f"{prefix}/load4")
         if row:
-            memory.append((f"{name}: idle, per connection", [
+            memory.append((f"{name}: 10,000 WS + 5,000 polls, idle", [
                 ("per WebSocket", colour, value(row, "rss_per_ws_kib")),
                 ("per held long poll", colour, value(row, "rss_per_poll_kib")),
             ]))
     charts["memory.svg"] = bar_chart("Server memory (RSS) per idle connection", "KiB", memory)
+
+    # How the resident size grows with the connections held (all connected, before posting).
+    shapes = [("loadidle", "3,000 WebSockets"), ("loadB", "1,000 WS + 1,000 polls"),
+              ("load3", "10,000 WS + 5,000 polls")]
+    connections = []
+    for load, title in shapes:
+        bars = [(name, colour, mib(value(by.get(f"{prefix}/{load}"), "rss_connected_kib")))
+                for prefix, name, colour in SERIES]
+        if any(v is not None for _, _, v in bars):
+            connections.append((title, bars))
+    charts["connections.svg"] = bar_chart(
+        "Server RSS with every connection open (lower is better)", "MiB", connections)
+
+    on, off = by.get("chatdemo/loadstorm"), by.get("chatdemo/loadstorm-off")
+    if on and off:
+        pair = lambda key, scale=1: [("notices on", "#2b6cb0", scaled(value(on, key), scale)),
+                                     ("notices off", "#a0aec0", scaled(value(off, key), scale))]
+        charts["storm.svg"] = bar_chart(
+            f"Join storm: {on['ws']:,} WebSockets in {on.get('storm_secs', '?')} s", "", [
+                (("message latency p99", "ms"), pair("p99_ms")),
+                (("server CPU over the storm", "s"), pair("server_cpu_secs")),
+                (("server peak RSS", "MiB"), pair("peak_rss_kib", 1 / 1024)),
+            ])
+
+    ours, io = by.get("trickle/chatdemo"), by.get("trickle/socketio")
+    if ours and io:
+        pair = lambda key: [("chatdemo", "#2b6cb0", value(ours, key)),
+                            ("Socket.IO 4.8", "#805ad5", value(io, key))]
+        charts["socketio.svg"] = bar_chart(
+            f"Trickle: {ours['sockets']:,} WebSockets, {ours['rate']} msg/s, one Node client", "", [
+                (("delivery latency p50", "ms"), pair("p50_ms")),
+                (("delivery latency p99", "ms"), pair("p99_ms")),
+                (("server CPU per delivery", "µs"), pair("cpu_per_delivery_us")),
+            ])
     for name, svg in charts.items():
         if svg:
             with open(os.path.join(out_dir, name), "w") as f:

@@ -1,27 +1,36 @@
 #!/usr/bin/env bash
 # Runs the benchmark loads against chatdemo and the Tornado reference, one server at a time
-# on this machine, and prints one table side by side. With redis-server installed it also
-# runs loads 1 and 2 on the Redis store (one instance) and load 1 on two instances sharing
-# one Redis, with Redis's own command counts.
+# on this machine, and prints the figures side by side and against issue 19's targets.
 #
-#   benches/compare.sh            the four loads of the README (Tornado: loads 1 and 2) and
-#                                 the join storm, with notices on and off
-#   benches/compare.sh --all      Tornado runs loads 3 and 4 too (slow)
-#   benches/compare.sh --quick    small versions of every load (a smoke test, ~1 minute)
+#   A  100 WebSockets + 100 long polls, 1,000 messages flat out (CPU per delivery)
+#   B  1,000 WebSockets + 1,000 long polls, 100 messages at 20 a second (latency)
+#   idle  3,000 idle WebSockets (memory per socket)
+#
+# Those three run in rounds (3 by default), the servers alternating within each round and
+# their order reversed every other round, so the machine's drift falls on all of them;
+# every figure is the median of its runs (benches/results.py). Load A runs on the Redis
+# store too (one instance), with redis-server's own CPU. Then once each: load 3 (10,000
+# WebSockets + 5,000 polls at 1 message a second), load 4 (the same held idle for 60 s),
+# the join storm with notices on and off, Load B on Redis and load A on two instances on
+# one Redis. Last, the trickle against Socket.IO (benches/socketio.sh, the same rounds).
+#
+#   benches/compare.sh            everything above; about 20 minutes
+#   benches/compare.sh --runs N   N rounds instead of 3
+#   benches/compare.sh --quick    small versions of every load, one round (a smoke test)
 #
 # Servers listen on 127.0.0.1 only; every load stops by itself. Results go to
-# target/bench/results.jsonl, the table to target/bench/table.md and SVG charts of them to
-# target/bench/charts/.
+# target/bench/results.jsonl, the tables to target/bench/table.md and SVG charts of them
+# to target/bench/charts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 quick=0
-all_tornado=0
-for arg in "$@"; do
-  case "$arg" in
-    --quick) quick=1 ;;
-    --all) all_tornado=1 ;;
-    *) echo "usage: $0 [--quick] [--all]" >&2; exit 2 ;;
+runs=3
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1; runs=1; shift ;;
+    --runs) runs=$2; shift 2 ;;
+    *) echo "usage: $0 [--quick] [--runs N]" >&2; exit 2 ;;
   esac
 done
 
@@ -145,8 +154,9 @@ run_redis_load() {
   wait_port "$port_rs"
   redis-cli -s "$redis_sock" config resetstat >/dev/null
   echo "== load $load: $name ($instances instance(s) on Redis) $*"
+  # --store-pid: redis-server's own CPU, over the same window as the server's.
   "$bench" --url "http://127.0.0.1:$port_rs" --server-pid "$server" "${second[@]}" \
-    --label "$name/load$load" --json "$results" "$@"
+    --store-pid "$redis_pid" --label "$name/load$load" --json "$results" "$@"
   redis-cli -s "$redis_sock" info commandstats \
     | python3 benches/commandstats.py "$name/load$load" "$instances" >> "$results"
   stop_server
@@ -185,39 +195,82 @@ run_storm() { # notices: on|off
 
 if [ "$quick" = 1 ]; then
   storm=(--ws 1500 --polls 0 --messages 10 --rate 2 --storm 3)
-  load1=(--ws 20 --polls 20 --messages 200)
-  load2=(--ws 100 --polls 100 --messages 40 --rate 20)
+  loadA=(--ws 20 --polls 20 --messages 200)
+  loadB=(--ws 100 --polls 100 --messages 40 --rate 20)
+  loadidle=(--ws 300 --polls 0 --idle 2)
   load3=(--ws 500 --polls 250 --messages 10 --rate 5)
   load4=(--ws 500 --polls 250 --idle 3)
+  trickle=(--quick)
 else
   storm=(--ws 15000 --polls 0 --messages 30 --rate 2 --storm 10)
-  load1=(--ws 100 --polls 100 --messages 1000)
-  load2=(--ws 2000 --polls 2000 --messages 200 --rate 20)
+  loadA=(--ws 100 --polls 100 --messages 1000)
+  loadB=(--ws 1000 --polls 1000 --messages 100 --rate 20)
+  loadidle=(--ws 3000 --polls 0 --idle 10)
   load3=(--ws 10000 --polls 5000 --messages 50 --rate 1)
   load4=(--ws 10000 --polls 5000 --idle 60)
+  trickle=()
 fi
-
-for name in chatdemo tornado; do
-  run_load "$name" 1 "${load1[@]}"
-  run_load "$name" 2 "${load2[@]}"
-  if [ "$name" = chatdemo ] || [ "$all_tornado" = 1 ] || [ "$quick" = 1 ]; then
-    run_load "$name" 3 "${load3[@]}"
-    run_load "$name" 4 "${load4[@]}"
-  fi
-done
-
-run_storm on
-run_storm off
-
+have_redis=0
 if command -v redis-server >/dev/null 2>&1; then
+  have_redis=1
   start_redis
-  run_redis_load redis 1 1 "${load1[@]}"
-  run_redis_load redis 2 1 "${load2[@]}"
-  run_redis_load redis-2x 1 2 "${load1[@]}"
 else
   echo "redis-server is not installed: the Redis store's loads are skipped" >&2
 fi
 
+started=$SECONDS
+progress() { echo "== [$(( (SECONDS - started) / 60 ))m$(( (SECONDS - started) % 60 ))s] $*" >&2; }
+
+for round in $(seq 1 "$runs"); do
+  servers=(chatdemo tornado redis)
+  if [ $((round % 2)) = 0 ]; then servers=(redis tornado chatdemo); fi
+  for name in "${servers[@]}"; do
+    progress "round $round of $runs: load A on $name"
+    if [ "$name" = redis ]; then
+      [ "$have_redis" = 1 ] && run_redis_load redis A 1 "${loadA[@]}"
+    else
+      run_load "$name" A "${loadA[@]}"
+    fi
+  done
+  for name in "${servers[@]}"; do
+    [ "$name" = redis ] && continue
+    progress "round $round of $runs: load B on $name"
+    run_load "$name" B "${loadB[@]}"
+    progress "round $round of $runs: idle sockets on $name"
+    run_load "$name" idle "${loadidle[@]}"
+  done
+done
+
+progress "load 3"
+run_load chatdemo 3 "${load3[@]}"
+progress "load 4"
+run_load chatdemo 4 "${load4[@]}"
+progress "join storm, notices on"
+run_storm on
+progress "join storm, notices off"
+run_storm off
+if [ "$have_redis" = 1 ]; then
+  progress "load B on Redis"
+  run_redis_load redis B 1 "${loadB[@]}"
+  progress "load A on two instances on one Redis"
+  run_redis_load redis-2x A 2 "${loadA[@]}"
+fi
+stop_all
+trap - EXIT
+
+progress "the trickle against Socket.IO"
+benches/socketio.sh --runs "$runs" "${trickle[@]}"
+# Its runs join the others, labelled trickle/<server>.
+python3 - target/bench/socketio/trickle.jsonl >> "$results" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    row = json.loads(line)
+    row["label"] = "trickle/" + row["label"]
+    print(json.dumps(row))
+PY
+progress "done"
+
 python3 benches/table.py "$results" | tee "$out/table.md"
+python3 benches/targets.py "$results" | tee -a "$out/table.md"
 # The charts, drawn from the same JSON (docs/PERFORMANCE.md shows a published run's).
 python3 benches/charts.py "$results" "$out/charts"

@@ -64,6 +64,10 @@ struct Args {
     /// The second instance's process id; CPU and memory are the two added up.
     #[arg(long)]
     server_pid2: Option<u32>,
+    /// The shared store's process (redis-server), for its CPU over the same window as
+    /// the server's.
+    #[arg(long)]
+    store_pid: Option<u32>,
     /// Hold the connections this many seconds and report idle costs instead of posting.
     #[arg(long)]
     idle: Option<u64>,
@@ -516,6 +520,7 @@ async fn main() {
         }
     } else {
         let cpu_before = read_servers(&args);
+        let store_before = args.store_pid.and_then(|pid| read_proc(Some(pid)));
         let own_before = read_proc(None);
         let started = Instant::now();
         let (poster_tasks, posted_per_poster, round_trips) = spawn_posters(&args, &shared, posters);
@@ -530,6 +535,7 @@ async fn main() {
         }
         let delivery_secs = started.elapsed().as_secs_f64();
         let cpu_after = read_servers(&args);
+        let store_after = args.store_pid.and_then(|pid| read_proc(Some(pid)));
         let own_after = read_proc(None);
         let _ = shared.stop.send(true);
         let mut ws_seen = Vec::new();
@@ -626,6 +632,16 @@ async fn main() {
             percentile(&round_trips, 50.0),
             percentile(&round_trips, 99.0)
         );
+        if let (Some(b), Some(a)) = (store_before, store_after) {
+            let cpu = a.cpu_secs - b.cpu_secs;
+            let per_delivery = cpu * 1e6 / received.max(1) as f64;
+            report.insert("store_cpu_secs".into(), cpu.into());
+            report.insert("store_cpu_us_per_delivery".into(), per_delivery.into());
+            println!(
+                "[{}]   store CPU {cpu:.2} s = {per_delivery:.2} µs per delivered message",
+                args.label
+            );
+        }
         if let (Some(b), Some(a)) = (cpu_before, cpu_after) {
             let cpu = a.cpu_secs - b.cpu_secs;
             let per_delivery = cpu * 1e6 / received.max(1) as f64;

@@ -1,9 +1,10 @@
-"""Turns the load generator's JSON lines into the README's side-by-side table."""
-import json
+"""Turns the load generator's JSON lines into the README's side-by-side table: each figure
+the median of its load's runs, faults summed over them (see results.py)."""
 import sys
 
-rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-by = {r["label"]: r for r in rows}
+import results
+
+by = results.load(sys.argv[1])
 
 
 def get(label, *keys, fmt="{:.1f}"):
@@ -27,12 +28,13 @@ print("| load | metric | chatdemo | Tornado 6.6.1 | Tornado / chatdemo |")
 print("| --- | --- | --- | --- | --- |")
 def title_of(load, row):
     shape = "{} WS + {} polls".format(row["ws"], row["polls"])
+    runs = "" if row["runs"] == 1 else ", median of {} runs".format(row["runs"])
     if "messages" in row:
-        return "{}: {}, {} msgs".format(load[-1], shape, row["messages"])
-    return "{}: {} held {} s".format(load[-1], shape, row.get("idle_secs", "?"))
+        return "{}: {}, {} msgs{}".format(load[4:], shape, row["messages"], runs)
+    return "{}: {} held {} s{}".format(load[4:], shape, row.get("idle_secs", "?"), runs)
 
 
-for load in ["load1", "load2", "load3"]:
+for load in ["loadA", "loadB", "load3"]:
     rs, py = "chatdemo/" + load, "tornado/" + load
     if rs not in by:
         continue
@@ -62,7 +64,7 @@ for load in ["load1", "load2", "load3"]:
             r = ratio(py, rs, *keys) if flip else ratio(rs, py, *keys)
             print(f"| {title} | {name} | {get(rs, *keys)} | {get(py, *keys)} | {r} |")
 
-for load in ["load4"]:
+for load in ["loadidle", "load4"]:
     rs, py = "chatdemo/" + load, "tornado/" + load
     if rs not in by:
         continue
@@ -77,14 +79,14 @@ for load in ["load4"]:
 
 # The Redis store against the in-memory room, from the same run.
 store_rows = [
-    ("load1", "chatdemo", "redis", "1 instance"),
-    ("load2", "chatdemo", "redis", "1 instance"),
-    ("load1", "chatdemo", "redis-2x", "2 instances, receivers split"),
+    ("loadA", "chatdemo", "redis", "1 instance"),
+    ("loadB", "chatdemo", "redis", "1 instance"),
+    ("loadA", "chatdemo", "redis-2x", "2 instances, receivers split"),
 ]
 if any(f"{name}/{load}" in by for load, _, name, _ in store_rows):
     print()
-    print("| load | store | lost / dup / out of order | server CPU µs per delivery | vs memory | all latency p99 ms | POST round trip p50 / p99 ms | Redis writes / messages | Redis stream reads per message |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| load | store | lost / dup / out of order | server CPU µs per delivery | vs memory | redis-server CPU µs per delivery | all latency p99 ms | POST round trip p50 / p99 ms | Redis writes / messages | Redis stream reads per message |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for load, memory, name, shape in store_rows:
         label = f"{name}/{load}"
         if label not in by:
@@ -92,13 +94,15 @@ if any(f"{name}/{load}" in by for load, _, name, _ in store_rows):
         row = by[label]
         faults = "{} / {} / {}".format(row["lost"], row["duplicated"], row["out_of_order"])
         vs = ratio(f"{memory}/{load}", label, "server_cpu_us_per_delivery")
-        stats = by.get(label + "/redis", {}).get("calls", {})
+        redis_row = by.get(label + "/redis", {})
+        stats = redis_row.get("calls", {})
+        redis_us = get(label, "store_cpu_us_per_delivery")
         # The load generator's warm-up post is a message too.
         messages = row["messages"] + 1
         writes = stats.get("evalsha", 0) + stats.get("eval", 0)
         reads = stats.get("xread", 0)
         print(
-            f"| {title_of(load, row)} | Redis, {shape} | {faults} | {get(label, 'server_cpu_us_per_delivery')} | {vs} "
+            f"| {title_of(load, row)} | Redis, {shape} | {faults} | {get(label, 'server_cpu_us_per_delivery')} | {vs} | {redis_us} "
             f"| {get(label, 'p99_ms')} | {get(label, 'post_rtt_p50_ms')} / {get(label, 'post_rtt_p99_ms')} "
             f"| {writes} / {messages} | {reads / messages:.2f} |"
         )

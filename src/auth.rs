@@ -36,16 +36,28 @@ pub struct Login {
 }
 
 /// Random per login (128 bits, hex): XSRF tokens, rate limits and socket caps are bound to
-/// it. It never leaves the server except inside the encrypted cookie.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct LoginId(String);
+/// it. It never leaves the server except inside the encrypted cookie. Shared, not copied:
+/// every held poll and socket keeps one in the maps that count them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LoginId(Arc<str>);
+
+impl Serialize for LoginId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for LoginId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(|id| Self(id.into()))
+    }
+}
 
 impl LoginId {
     fn random() -> Self {
         let mut id = [0u8; 16];
         rand::rng().fill_bytes(&mut id);
-        Self(hex::encode(id))
+        Self(hex::encode(id).into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -55,7 +67,7 @@ impl LoginId {
     /// An id as the store keeps it: 32 lowercase hex digits.
     pub fn parse(raw: &str) -> Option<Self> {
         let valid = raw.len() == 32 && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        valid.then(|| Self(raw.to_owned()))
+        valid.then(|| Self(raw.into()))
     }
 }
 

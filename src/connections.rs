@@ -20,7 +20,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use bytes::Bytes;
 
-use crate::forwarded::Provenance;
+use crate::forwarded::{ClientKey, Provenance};
 use crate::metrics::Metrics;
 use crate::peer::{PeerSocket, WriteDeadline};
 
@@ -40,7 +40,7 @@ pub struct ConnectionLimit {
     write_timeout: Duration,
     /// Requests and sockets per client address (as `forwarded` resolves it), and the most
     /// one address may hold.
-    per_address: Arc<Mutex<HashMap<String, u64>>>,
+    per_address: Arc<Mutex<HashMap<ClientKey, u64>>>,
     address_max: u64,
     /// Who a request is from.
     provenance: Provenance,
@@ -48,8 +48,8 @@ pub struct ConnectionLimit {
 
 /// Counts one client address's request or socket while it lives.
 struct AddressSlot {
-    counts: Arc<Mutex<HashMap<String, u64>>>,
-    address: String,
+    counts: Arc<Mutex<HashMap<ClientKey, u64>>>,
+    address: ClientKey,
 }
 
 impl Drop for AddressSlot {
@@ -87,9 +87,9 @@ impl ConnectionLimit {
     }
 
     /// A slot for one more request or socket of `address`; `None` at its share.
-    fn enter_address(&self, address: String) -> Option<AddressSlot> {
+    fn enter_address(&self, address: ClientKey) -> Option<AddressSlot> {
         let mut counts = self.per_address.lock().unwrap_or_else(|e| e.into_inner());
-        let count = counts.entry(address.clone()).or_insert(0);
+        let count = counts.entry(address).or_insert(0);
         if *count >= self.address_max {
             self.metrics.refused_connections.fetch_add(1, Relaxed);
             return None;

@@ -166,11 +166,14 @@ impl Epoch {
 
     /// 1 to 32 lowercase hex digits.
     pub fn parse(text: &str) -> Option<Self> {
-        let valid = (1..=32).contains(&text.len())
+        Self::is_valid(text).then(|| Self(text.to_owned()))
+    }
+
+    fn is_valid(text: &str) -> bool {
+        (1..=32).contains(&text.len())
             && text
                 .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        valid.then(|| Self(text.to_owned()))
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     }
 
     pub fn as_str(&self) -> &str {
@@ -202,8 +205,15 @@ impl MessageId {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
+        let (epoch, position) = Self::split(text)?;
+        Some(Self::new(&Epoch(epoch.to_owned()), position))
+    }
+
+    /// An id's epoch (as text) and position, without making anything: the hub compares
+    /// every poll's cursor with this.
+    fn split(text: &str) -> Option<(&str, Position)> {
         let (epoch, position) = text.split_once('-')?;
-        Some(Self::new(&Epoch::parse(epoch)?, Position::parse(position)?))
+        Some((epoch, Position::parse(position)?)).filter(|_| Epoch::is_valid(epoch))
     }
 
     pub fn epoch(&self) -> &Epoch {
@@ -239,6 +249,14 @@ impl Cursor {
     /// The id this cursor names, if it is one.
     pub fn id(&self) -> Option<MessageId> {
         MessageId::parse(&self.0)
+    }
+
+    /// Where in `epoch` this cursor stands, if it names an id of that epoch (no
+    /// allocation: it is asked twice per poll).
+    pub fn position_in(&self, epoch: &Epoch) -> Option<Position> {
+        MessageId::split(&self.0)
+            .filter(|(e, _)| *e == epoch.as_str())
+            .map(|(_, position)| position)
     }
 }
 

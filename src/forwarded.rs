@@ -5,7 +5,8 @@
 //! only when the peer is one of `server.trusted_proxies`. This is the one place that
 //! decides, and [`Provenance`] the one origin policy, for POSTs and upgrades alike.
 
-use std::net::IpAddr;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
 
 use actix_web::http::header;
 use actix_web::HttpRequest;
@@ -20,6 +21,26 @@ pub struct Provenance {
     allowed: Vec<Origin>,
 }
 
+/// A client as the limits per address count it: an IPv4 address, an IPv6 /64, or
+/// unknown. Plain data (it is looked up on every request); its text is for the stores'
+/// keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    V4(Ipv4Addr),
+    V6Net([u16; 4]),
+    Unknown,
+}
+
+impl fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::V4(v4) => v4.fmt(f),
+            Self::V6Net(s) => write!(f, "{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]),
+            Self::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
 impl Provenance {
     pub fn new(proxies: Vec<IpAddr>, allowed: Vec<Origin>) -> Self {
         Self {
@@ -28,15 +49,15 @@ impl Provenance {
         }
     }
 
-    /// Who a request is from, for limits per client (see [`TrustedProxies::client_ip`]), a string: IPv6 by its /64.
-    pub fn client_address(&self, req: &HttpRequest) -> String {
+    /// Who a request is from, for limits per client (see [`TrustedProxies::client_ip`]).
+    pub fn client_address(&self, req: &HttpRequest) -> ClientKey {
         match self.proxies.client_ip(req) {
-            None => "unknown".to_owned(),
-            Some(IpAddr::V4(v4)) => v4.to_string(),
+            None => ClientKey::Unknown,
+            Some(IpAddr::V4(v4)) => ClientKey::V4(v4),
             // IPv6 counts by its /64, which one host usually holds whole.
             Some(IpAddr::V6(v6)) => {
                 let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                ClientKey::V6Net([s[0], s[1], s[2], s[3]])
             }
         }
     }
@@ -178,7 +199,7 @@ mod tests {
                 .peer_addr(peer.parse().unwrap())
                 .insert_header(("X-Forwarded-For", xff))
                 .to_http_request();
-            proxies.client_address(&req)
+            proxies.client_address(&req).to_string()
         };
         // An untrusted peer's header is ignored.
         assert_eq!(with("192.0.2.7:1", "203.0.113.5"), "192.0.2.7");

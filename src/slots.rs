@@ -3,8 +3,11 @@
 //! closable, so a logout ends them (per instance: each process counts its own).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
 
 use crate::auth::LoginId;
 use crate::error::AppError;
@@ -22,15 +25,24 @@ pub struct SocketLimits {
 struct LoginSockets {
     /// Sockets and held polls together.
     count: usize,
-    /// Set to true when the login is ended (logout): every socket of it closes.
-    ended: tokio::sync::watch::Sender<bool>,
+    /// Set when the login is ended (logout): every socket of it closes. Made for the first
+    /// socket: a login that only polls (an entry made and removed per poll) needs none.
+    ended: Option<Arc<Ending>>,
+}
+
+/// A login's end, as its sockets wait for it: a flag and a wake-up, about 60 bytes (a
+/// `watch` channel is over 400, and every idle socket kept one).
+#[derive(Default)]
+struct Ending {
+    ended: AtomicBool,
+    notify: Notify,
 }
 
 /// A socket's place: counted per login and in the metrics until dropped.
 pub struct SocketSlot {
     slot: PollSlot,
-    /// Turns true when the login is ended.
-    ended: tokio::sync::watch::Receiver<bool>,
+    /// Set when the login is ended.
+    ended: Arc<Ending>,
 }
 
 /// A held poll's place: counted per login until dropped.
@@ -49,7 +61,7 @@ impl SocketLimits {
     }
 
     pub fn acquire(&self, login_id: &LoginId) -> Result<SocketSlot, AppError> {
-        let ended = self.take(login_id)?;
+        let ended = self.take(login_id, |sockets| sockets.ended.get_or_insert_default().clone())?;
         self.metrics.sockets.fetch_add(1, Relaxed);
         Ok(SocketSlot {
             slot: PollSlot {
@@ -62,35 +74,45 @@ impl SocketLimits {
 
     /// A held poll's place among its login's connections.
     pub fn acquire_poll(&self, login_id: &LoginId) -> Result<PollSlot, AppError> {
-        self.take(login_id)?;
+        self.take(login_id, |_| ())?;
         Ok(PollSlot {
             limits: self.clone(),
             login_id: login_id.clone(),
         })
     }
 
-    /// Counts one more connection of `login_id`, if it is under the cap.
-    fn take(&self, login_id: &LoginId) -> Result<tokio::sync::watch::Receiver<bool>, AppError> {
+    /// Counts one more connection of `login_id`, if it is under the cap, and hands its
+    /// entry to `then`.
+    fn take<T>(
+        &self,
+        login_id: &LoginId,
+        then: impl FnOnce(&mut LoginSockets) -> T,
+    ) -> Result<T, AppError> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let sockets = open
-            .entry(login_id.clone())
-            .or_insert_with(|| LoginSockets {
+        let sockets = match open.get_mut(login_id) {
+            Some(sockets) => sockets,
+            None => open.entry(login_id.clone()).or_insert(LoginSockets {
                 count: 0,
-                ended: tokio::sync::watch::Sender::new(false),
-            });
+                ended: None,
+            }),
+        };
         if sockets.count >= self.per_login {
             return Err(AppError::TooManyConnections);
         }
         sockets.count += 1;
-        Ok(sockets.ended.subscribe())
+        Ok(then(sockets))
     }
 
     /// Closes every socket of `logins` here (1008).
     pub fn end(&self, logins: &[LoginId]) {
-        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         for id in logins {
-            if let Some(sockets) = open.get(id) {
-                sockets.ended.send_replace(true);
+            if let Some(sockets) = open.get_mut(id) {
+                // Made here if only polls are held, so a socket that comes after is
+                // ended too (as long as the entry lives).
+                let ending = sockets.ended.get_or_insert_default();
+                ending.ended.store(true, SeqCst);
+                ending.notify.notify_waiters();
             }
         }
     }
@@ -98,14 +120,20 @@ impl SocketLimits {
 
 impl SocketSlot {
     /// Whether the login has been ended (say, between its upgrade's check and now).
-    pub fn is_ended(&mut self) -> bool {
-        *self.ended.borrow_and_update()
+    pub fn is_ended(&self) -> bool {
+        self.ended.ended.load(SeqCst)
     }
 
     /// Resolves when the login is ended; pending forever otherwise.
-    pub async fn ended(&mut self) {
-        if self.ended.wait_for(|ended| *ended).await.is_err() {
-            std::future::pending::<()>().await;
+    pub async fn ended(&self) {
+        loop {
+            // Made before the flag is read: `notify_waiters` wakes every `Notified` that
+            // exists when it is called, polled or not, so an end between the two is seen.
+            let notified = self.ended.notify.notified();
+            if self.is_ended() {
+                return;
+            }
+            notified.await;
         }
     }
 }

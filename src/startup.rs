@@ -195,6 +195,10 @@ impl Application {
         })
         // Each connection's socket, to notice a client that hangs up on a held poll.
         .on_connect(PeerSocket::on_connect)
+        // Every answer and frame leaves at once. actix-web leaves Nagle's algorithm on, and
+        // a small write behind an unacknowledged one then waits for the client's delayed
+        // ACK (40 ms on Linux): that was the 40 ms tail of every fan-out (issue 19).
+        .tcp_nodelay(true)
         .workers(workers)
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
         // Signals are ours (see `ShutdownHandle`), so held polls are answered before the stop.

@@ -132,14 +132,14 @@ impl Cache {
             return Since::Wait;
         };
         let known = cursor
-            .id()
-            .filter(|id| *id.epoch() == self.epoch && id.position() >= self.floor);
+            .position_in(&self.epoch)
+            .filter(|position| *position >= self.floor);
         match known {
-            Some(id) if id.position() > self.head() => Since::Ahead,
-            Some(id) => {
+            Some(position) if position > self.head() => Since::Ahead,
+            Some(position) => {
                 let after = self
                     .entries
-                    .partition_point(|e| e.message.id.position() <= id.position());
+                    .partition_point(|e| e.message.id.position() <= position);
                 if after == self.entries.len() {
                     Since::Wait
                 } else {

@@ -138,9 +138,9 @@ impl HubHandle {
     /// The id `cursor` names if it is of the hub's epoch and past everything the hub holds
     /// (the client may know of an entry this instance has not read yet, or may be lying).
     pub fn ahead(&self, cursor: &Cursor) -> Option<MessageId> {
-        let id = cursor.id()?;
         let head = self.head.borrow();
-        (*id.epoch() == head.0 && id.position() > head.1).then_some(id)
+        let position = cursor.position_in(&head.0)?;
+        (position > head.1).then(|| cursor.id()).flatten()
     }
 
     /// The hub's entry for `id` once it holds it: a poster's own message is in this

@@ -59,7 +59,9 @@ impl FromRequest for ClientAddress {
     type Future = Ready<Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(app_state(req).map(|state| Self(state.http.provenance.client_address(req))))
+        ready(
+            app_state(req).map(|state| Self(state.http.provenance.client_address(req).to_string())),
+        )
     }
 }
 
