@@ -54,10 +54,12 @@ target(f"A on Redis: server CPU µs per delivery (Redis / memory); redis-server'
        show(d), show(m), show(r, "{:.2f}x"), "≤ 1.15x", None if r is None else r <= 1.15,
        ["redis/loadA", "chatdemo/loadA"])
 # The trickle against Socket.IO, the same Node client.
+shape = by.get("trickle/chatdemo", {})
+shape = f"{shape.get('sockets', '?'):,} sockets at {shape.get('rate', '?')} msg/s"
 for key, name in (("p99_ms", "p99 ms"), ("cpu_per_delivery_us", "server CPU µs per delivery")):
     ours, io = fig("trickle/chatdemo", key), fig("trickle/socketio", key)
     r = io / ours if ours and io else None
-    target(f"trickle, 2,000 sockets at 20 msg/s: {name} (Socket.IO / chatdemo)", show(ours), show(io),
+    target(f"trickle, {shape}: {name} (Socket.IO / chatdemo)", show(ours), show(io),
            show(r, "{:.2f}x"), "> 1x", None if r is None else r > 1, ["trickle/chatdemo", "trickle/socketio"])
 # Idle sockets: memory.
 ws, tornado_ws = fig("chatdemo/loadidle", "rss_per_ws_kib"), fig("tornado/loadidle", "rss_per_ws_kib")

@@ -100,16 +100,25 @@ pub fn unix_now() -> u64 {
 /// and is refused without being decrypted or remembered.
 const MAX_COOKIE_BYTES: usize = 4096;
 
-/// Bytes of cookie values a worker's cache may hold before it starts over: bounded by
-/// bytes, not entries, so large values cannot make it large.
-const LOGIN_CACHE_BYTES: usize = 4 << 20;
+/// Logins a worker's cache may hold before it starts over (a few MiB).
+const LOGIN_CACHE_ENTRIES: usize = 20_000;
 
-/// Valid logins by their exact cookie value (a hit is what decryption would give).
-/// Values that do not decode are never remembered: garbage cannot fill it.
+/// Valid logins by their exact cookie value (a hit is what decryption would give), or
+/// rather by its SHA-256, cut to 128 bits: the value itself is a few hundred bytes that
+/// every connected login would keep here, and finding another value with the same digest
+/// is as hard as breaking SHA-256's second preimages. Values that do not decode are never
+/// remembered: garbage cannot fill it.
 #[derive(Default)]
 struct LoginCache {
-    logins: HashMap<Box<str>, Rc<Login>>,
-    bytes: usize,
+    logins: HashMap<[u8; 16], Rc<Login>>,
+}
+
+fn cookie_digest(value: &str) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let full = Sha256::digest(value.as_bytes());
+    let mut digest = [0u8; 16];
+    digest.copy_from_slice(&full[..16]);
+    digest
 }
 
 thread_local! {
@@ -241,17 +250,16 @@ impl LoginReader {
         if cookie_value.len() > MAX_COOKIE_BYTES {
             return None;
         }
-        if let Some(hit) = LOGIN_CACHE.with_borrow(|cache| cache.logins.get(cookie_value).cloned())
-        {
+        let digest = cookie_digest(cookie_value);
+        if let Some(hit) = LOGIN_CACHE.with_borrow(|cache| cache.logins.get(&digest).cloned()) {
             return Some(hit);
         }
         let login = Rc::new(self.cookies.decode(cookie_value)?);
         LOGIN_CACHE.with_borrow_mut(|cache| {
-            if cache.bytes + cookie_value.len() > LOGIN_CACHE_BYTES {
+            if cache.logins.len() >= LOGIN_CACHE_ENTRIES {
                 *cache = LoginCache::default();
             }
-            cache.bytes += cookie_value.len();
-            cache.logins.insert(cookie_value.into(), login.clone());
+            cache.logins.insert(digest, login.clone());
         });
         Some(login)
     }
@@ -287,9 +295,7 @@ mod tests {
                 .is_none());
         }
         assert!(reader.read(&"y".repeat(MAX_COOKIE_BYTES + 1)).is_none());
-        LOGIN_CACHE.with_borrow(|cache| {
-            assert_eq!((cache.logins.len(), cache.bytes), (0, 0));
-        });
+        LOGIN_CACHE.with_borrow(|cache| assert_eq!(cache.logins.len(), 0));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! see it. Input becomes these types at the edge; past it, they are valid.
 
 use std::fmt;
+use std::sync::Arc;
 
 use bytestring::ByteString;
 use rand::Rng;
@@ -25,10 +26,11 @@ pub enum InputError {
 /// A display name: 1 to 32 ASCII letters, digits, space, `-`, `_`, with no space at either
 /// end and none next to another, so " Ann" cannot pass for "Ann" and "   " is no name.
 /// Read from a query string or a login cookie, the text is folded to that form first
-/// (trimmed, runs of spaces made one) and then checked.
+/// (trimmed, runs of spaces made one) and then checked. Shared, not copied: a login's name
+/// is kept by its presence, its sockets and its notices.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
-pub struct UserName(String);
+pub struct UserName(Arc<str>);
 
 impl UserName {
     pub const MAX_LEN: usize = 32;
@@ -44,7 +46,7 @@ impl UserName {
             .collect::<Vec<_>>();
         let folded = folded.join(" ");
         if (1..=Self::MAX_LEN).contains(&folded.len()) {
-            Ok(Self(folded))
+            Ok(Self(folded.into()))
         } else {
             Err(InputError::BadName)
         }
@@ -52,10 +54,7 @@ impl UserName {
 
     /// A made-up user for the fake login: `user-` and six digits.
     pub fn random() -> Self {
-        Self(format!(
-            "user-{:06}",
-            rand::rng().random_range(0..1_000_000)
-        ))
+        Self(format!("user-{:06}", rand::rng().random_range(0..1_000_000)).into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -550,7 +549,7 @@ impl Message {
     pub(crate) fn for_test(id: &MessageId, body: &str) -> Self {
         Self {
             id: id.clone(),
-            from: UserName("Ann".to_owned()),
+            from: UserName("Ann".into()),
             body: MessageBody(body.to_owned()),
             html: format!("<div>{body}</div>").into(),
             time: Timestamp::of(id),

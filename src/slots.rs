@@ -61,7 +61,9 @@ impl SocketLimits {
     }
 
     pub fn acquire(&self, login_id: &LoginId) -> Result<SocketSlot, AppError> {
-        let ended = self.take(login_id, |sockets| sockets.ended.get_or_insert_default().clone())?;
+        let ended = self.take(login_id, |sockets| {
+            sockets.ended.get_or_insert_default().clone()
+        })?;
         self.metrics.sockets.fetch_add(1, Relaxed);
         Ok(SocketSlot {
             slot: PollSlot {

@@ -19,6 +19,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use crate::auth::Login;
 use crate::domain::PostKey;
 use crate::error::AppError;
+use crate::forwarded::ClientKey;
 use crate::frame_limit::Oversize;
 use crate::hub::{Frame, Subscription};
 use crate::peer::{BodyAlive, PeerSocket};
@@ -69,7 +70,7 @@ pub struct SocketConnection {
     pub state: web::Data<AppState>,
     pub login: Rc<Login>,
     /// The client's address (see `forwarded`), for its posting budget.
-    pub address: Rc<str>,
+    pub address: ClientKey,
     /// The `_xsrf` cookie sent with the upgrade: posts must carry the same token.
     pub xsrf_cookie: Option<String>,
     pub session: Session,
@@ -97,21 +98,31 @@ enum End {
     Stalled,
 }
 
-pub async fn serve(mut conn: SocketConnection) {
-    let end = run(&mut conn).await;
+/// The socket's whole life. Not an `async fn`: one of those keeps its argument twice (as
+/// given, and moved into the body), and every idle socket's task would carry the
+/// connection's 432 bytes twice.
+#[allow(clippy::manual_async_fn)]
+pub fn serve(mut conn: SocketConnection) -> impl std::future::Future<Output = ()> {
+    async move {
+        let end = run(&mut conn).await;
+        finish(&mut conn, end).await;
+        // Then the login's slot, then its presence (the fields' order).
+        drop(conn);
+    }
+}
+
+/// Says goodbye the way `end` calls for.
+async fn finish(conn: &mut SocketConnection, end: End) {
     let SocketConnection {
-        session,
         login,
-        slot,
         state,
-        online,
         peer,
         alive,
         ..
     } = conn;
     let abort = || {
-        if let Some(peer) = peer {
-            peer.abort(&alive);
+        if let Some(peer) = *peer {
+            peer.abort(alive);
         }
     };
     match end {
@@ -126,7 +137,9 @@ pub async fn serve(mut conn: SocketConnection) {
                 state.metrics.slow_disconnects.fetch_add(1, Relaxed);
             }
             tracing::debug!(user = %login.name, code = u16::from(code), reason, "closing socket");
-            let close = session.close(Some(CloseReason {
+            // A close frame ends the response body whatever other handles of the session
+            // are left (actix-ws), so a handle of it is enough.
+            let close = conn.session.clone().close(Some(CloseReason {
                 code,
                 description: Some(reason.to_owned()),
             }));
@@ -139,8 +152,6 @@ pub async fn serve(mut conn: SocketConnection) {
             }
         }
     }
-    drop(slot);
-    drop(online);
 }
 
 async fn run(conn: &mut SocketConnection) -> End {
@@ -198,7 +209,9 @@ async fn run(conn: &mut SocketConnection) -> End {
                     None if conn.oversize.announced() => return End::Close(CloseCode::Size, "message too big"),
                     None | Some(Ok(AggregatedMessage::Close(_))) => return End::ByClient,
                     Some(Ok(AggregatedMessage::Text(text))) => {
-                        if let Some(end) = handle_post(conn, &text).await {
+                        // Boxed: a post's future is the largest of the loop's, and every idle
+                        // socket's task would be sized for it.
+                        if let Some(end) = Box::pin(handle_post(conn, &text)).await {
                             return end;
                         }
                     }
@@ -278,7 +291,8 @@ async fn write(session: &mut Session, frame: Frame, deadline: Duration) -> bool 
 
 /// Writes a frame from the feed. While the client is not taking it, the feed keeps
 /// filling; once the client is a whole backlog behind it is too slow, and waiting out
-/// the write timeout would only hold its buffers longer.
+/// the write timeout would only hold its buffers longer. One timer does both watches (it
+/// is part of every idle socket's task, whose size is its largest wait).
 async fn write_from_feed(
     session: &mut Session,
     frame: Frame,
@@ -286,20 +300,24 @@ async fn write_from_feed(
     backlog: usize,
     deadline: Duration,
 ) -> Result<(), End> {
-    let lag_watch = async {
-        loop {
-            tokio::time::sleep(LAG_CHECK).await;
-            if feed.len() >= backlog {
-                return;
+    let give_up = tokio::time::Instant::now() + deadline;
+    let send = session.text(frame);
+    tokio::pin!(send);
+    loop {
+        tokio::select! {
+            // The write first: it is almost always ready at once, and then the timer is
+            // never polled, so none is armed on the common path.
+            biased;
+            sent = &mut send => return if sent.is_ok() { Ok(()) } else { Err(End::Stalled) },
+            () = tokio::time::sleep(LAG_CHECK) => {
+                if feed.len() >= backlog {
+                    return Err(End::Close(CloseCode::Again, TOO_SLOW));
+                }
+                if tokio::time::Instant::now() >= give_up {
+                    return Err(End::Stalled);
+                }
             }
         }
-    };
-    tokio::select! {
-        // The write first: it is almost always ready at once, and then the lag watch is
-        // never polled, so no timer is armed on the common path.
-        biased;
-        written = write(session, frame, deadline) => if written { Ok(()) } else { Err(End::Stalled) },
-        () = lag_watch => Err(End::Close(CloseCode::Again, TOO_SLOW)),
     }
 }
 
@@ -333,7 +351,12 @@ async fn handle_post(conn: &mut SocketConnection, text: &str) -> Option<End> {
     let key = nonce.map(PostKey::from_nonce);
     let posted = state
         .room
-        .post(&conn.login, &conn.address, &post.body, key.as_ref())
+        .post(
+            &conn.login,
+            &conn.address.to_string(),
+            &post.body,
+            key.as_ref(),
+        )
         .await;
     match posted {
         // The sender gets its own message through the feed, like everyone else; with a

@@ -44,7 +44,7 @@ pub(super) async fn log_in(
     state
         .http
         .login_rate
-        .check(&address, Instant::now())
+        .check(&address.to_string(), Instant::now())
         .map_err(AppError::rate_limited)?;
     let login = Login::new(query.name.unwrap_or_else(UserName::random));
     let next = query.next.unwrap_or_else(LocalPath::root);

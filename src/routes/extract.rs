@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::auth::{CurrentUser, Login};
 use crate::error::AppError;
 use crate::form;
+use crate::forwarded::ClientKey;
 use crate::state::AppState;
 
 /// A POST's form, after every check a POST passes, in this order: the login (403), the
@@ -52,16 +53,14 @@ impl<T: DeserializeOwned + 'static> FromRequest for CheckedForm<T> {
 }
 
 /// The client's address, for its limits (see `forwarded`).
-pub(super) struct ClientAddress(pub(super) String);
+pub(super) struct ClientAddress(pub(super) ClientKey);
 
 impl FromRequest for ClientAddress {
     type Error = AppError;
     type Future = Ready<Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            app_state(req).map(|state| Self(state.http.provenance.client_address(req).to_string())),
-        )
+        ready(app_state(req).map(|state| Self(state.http.provenance.client_address(req))))
     }
 }
 

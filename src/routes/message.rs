@@ -39,7 +39,7 @@ pub(super) async fn post_message(
     let key = idempotency_key(&req)?;
     let entry = state
         .room
-        .post(&login, &address, &form.body, key.as_ref())
+        .post(&login, &address.to_string(), &form.body, key.as_ref())
         .await?;
     Ok(match form.next {
         Some(next) => HttpResponse::Found()

@@ -60,7 +60,7 @@ pub(super) async fn open_socket(
     let connection = socket::serve(SocketConnection {
         state,
         login,
-        address: address.into(),
+        address,
         xsrf_cookie,
         session,
         messages,
