@@ -238,7 +238,7 @@ impl LoginReader {
 
     /// The unexpired, not logged-out login of a request, if its `user` cookie holds one.
     fn current(&self, req: &HttpRequest) -> Option<Rc<Login>> {
-        let login = self.read(req.cookie(USER_COOKIE)?.value())?;
+        let login = self.read(&crate::form::cookie_value(req, USER_COOKIE)?)?;
         let now = unix_now();
         let valid = !login.is_expired(self.cookies.max_age_days, now)
             && !self.revocations.is_revoked(&login.id, now);

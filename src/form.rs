@@ -2,11 +2,15 @@
 //! and the step that turns the fields into a route's typed struct ([`decode`]). Unlike the
 //! lenient decoders, broken percent-encoding and invalid UTF-8 are errors (the client gets
 //! a 400) instead of being passed on as replacement characters. Unknown fields are ignored
-//! (as Tornado); when a name repeats, the last value wins (as Tornado).
+//! (as Tornado); when a name repeats, the last value wins (as Tornado). Also the value of
+//! one cookie, read in place ([`cookie_value`]).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt::Display;
 
+use actix_web::http::header;
+use actix_web::HttpRequest;
 use serde::de::value::MapDeserializer;
 use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -38,6 +42,37 @@ impl de::Error for FormError {
 pub const XSRF_FIELD: &str = "_xsrf";
 
 /// Decodes a form body or query string into `T`, strictly: see the module's notes.
+/// The value of the cookie `name` in `req`'s `Cookie` headers (the first one, as
+/// actix-web's `HttpRequest::cookie` gives it). Read in place: actix-web's parses and
+/// percent-decodes every cookie of the request into a list, and every poll asks for two.
+/// A value with a `%` in it (never one of ours) is left to actix-web's decoding.
+pub fn cookie_value<'a>(req: &'a HttpRequest, name: &str) -> Option<Cow<'a, str>> {
+    for header in req.headers().get_all(header::COOKIE) {
+        let Ok(header) = header.to_str() else {
+            continue;
+        };
+        for pair in header.split(';') {
+            let Some((key, value)) = pair.split_once('=') else {
+                continue;
+            };
+            if key.trim() != name {
+                continue;
+            }
+            let value = value.trim();
+            if value.contains('%') {
+                return req.cookie(name).map(|c| Cow::Owned(c.value().to_owned()));
+            }
+            // A quoted value is the text inside the quotes (as the cookie crate reads it).
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            return Some(Cow::Borrowed(value));
+        }
+    }
+    None
+}
+
 pub fn decode<T: DeserializeOwned>(input: &[u8]) -> Result<T, FormError> {
     into_struct(FormFields::parse(input)?.last_values())
 }
@@ -172,6 +207,37 @@ fn hex_value(b: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The value read in place is the one actix-web's cookie parsing gives, for every
+    /// shape a `Cookie` header comes in.
+    #[test]
+    fn a_cookie_is_read_as_actix_web_reads_it() {
+        use actix_web::test::TestRequest;
+        let cases: &[&[&str]] = &[
+            &["user=abc; _xsrf=2|x|y"],
+            &["a=1;user=abc=def;_xsrf=t"],
+            &["  user =  spaced  ; b=2"],
+            &["other=1", "user=second-header"],
+            &["user=\"quoted\""],
+            &["user=per%20cent; _xsrf=%7Cx"],
+            &["noequals; user=after"],
+            &["users=no; auser=no"],
+            &["_xsrf=only"],
+            &[],
+        ];
+        for headers in cases {
+            let mut req = TestRequest::default();
+            for value in *headers {
+                req = req.append_header((header::COOKIE, *value));
+            }
+            let req = req.to_http_request();
+            for name in ["user", "_xsrf"] {
+                let ours = cookie_value(&req, name).map(Cow::into_owned);
+                let theirs = req.cookie(name).map(|c| c.value().to_owned());
+                assert_eq!(ours, theirs, "{name} in {headers:?}");
+            }
+        }
+    }
 
     #[derive(Debug, Deserialize, PartialEq)]
     struct Sample {

@@ -95,8 +95,8 @@ impl XsrfKey {
                     .filter(|v| !v.is_empty())
             })
         });
-        let cookie = req.cookie(COOKIE_NAME);
-        self.check(login_id, cookie.as_ref().map(Cookie::value), submitted)
+        let cookie = crate::form::cookie_value(req, COOKIE_NAME);
+        self.check(login_id, cookie.as_deref(), submitted)
     }
 
     fn mac(&self, login_id: &str, nonce: &[u8]) -> [u8; MAC_BYTES] {
