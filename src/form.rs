@@ -47,27 +47,31 @@ pub const XSRF_FIELD: &str = "_xsrf";
 /// percent-decodes every cookie of the request into a list, and every poll asks for two.
 /// A value with a `%` in it (never one of ours) is left to actix-web's decoding.
 pub fn cookie_value<'a>(req: &'a HttpRequest, name: &str) -> Option<Cow<'a, str>> {
+    let name = name.as_bytes();
     for header in req.headers().get_all(header::COOKIE) {
-        let Ok(header) = header.to_str() else {
-            continue;
-        };
-        for pair in header.split(';') {
-            let Some((key, value)) = pair.split_once('=') else {
+        // Bytes, not `to_str`: that checks every character of every cookie, and only the
+        // one value wanted needs to be text.
+        for pair in header.as_bytes().split(|&b| b == b';') {
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
                 continue;
             };
-            if key.trim() != name {
+            if pair[..eq].trim_ascii() != name {
                 continue;
             }
-            let value = value.trim();
-            if value.contains('%') {
-                return req.cookie(name).map(|c| Cow::Owned(c.value().to_owned()));
+            let value = pair[eq + 1..].trim_ascii();
+            if value.contains(&b'%') {
+                return req
+                    .cookie(std::str::from_utf8(name).ok()?)
+                    .map(|c| Cow::Owned(c.value().to_owned()));
             }
             // A quoted value is the text inside the quotes (as the cookie crate reads it).
             let value = value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
                 .unwrap_or(value);
-            return Some(Cow::Borrowed(value));
+            // Only text; what is in it is for the caller to judge (a login cookie must
+            // decrypt, an XSRF token must verify).
+            return std::str::from_utf8(value).ok().map(Cow::Borrowed);
         }
     }
     None

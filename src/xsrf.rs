@@ -22,15 +22,18 @@ const MAC_BYTES: usize = 16;
 
 type HmacSha256 = SimpleHmac<Sha256>;
 
-/// The key tokens are signed with, derived from the cookie secret for this purpose only.
+/// The key tokens are signed with, derived from the cookie secret for this purpose only,
+/// kept as the HMAC already keyed with it (each check clones it instead of hashing the key
+/// again: every poll is checked).
 #[derive(Clone)]
-pub struct XsrfKey([u8; 32]);
+pub struct XsrfKey(HmacSha256);
 
 impl XsrfKey {
     pub fn derive(secret: &[u8]) -> Self {
         let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
         mac.update(b"chatdemo xsrf token key v1");
-        Self(mac.finalize().into_bytes().into())
+        let key: [u8; 32] = mac.finalize().into_bytes().into();
+        Self(HmacSha256::new_from_slice(&key).expect("HMAC takes keys of any length"))
     }
 
     /// A fresh token for the login `login_id`.
@@ -49,12 +52,14 @@ impl XsrfKey {
         let Some((nonce_hex, mac_hex)) = token.split_once('-') else {
             return false;
         };
-        let (Ok(nonce), Ok(mac)) = (hex::decode(nonce_hex), hex::decode(mac_hex)) else {
+        // Into arrays of the exact sizes: any other length is an error.
+        let (mut nonce, mut mac) = ([0u8; NONCE_BYTES], [0u8; MAC_BYTES]);
+        if hex::decode_to_slice(nonce_hex, &mut nonce).is_err()
+            || hex::decode_to_slice(mac_hex, &mut mac).is_err()
+        {
             return false;
-        };
-        nonce.len() == NONCE_BYTES
-            && mac.len() == MAC_BYTES
-            && bool::from(self.mac(login_id, &nonce).ct_eq(&mac[..]))
+        }
+        bool::from(self.mac(login_id, &nonce).ct_eq(&mac[..]))
     }
 
     /// The check every state-changing request passes: a submitted token, equal to the
@@ -100,7 +105,7 @@ impl XsrfKey {
     }
 
     fn mac(&self, login_id: &str, nonce: &[u8]) -> [u8; MAC_BYTES] {
-        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        let mut mac = self.0.clone();
         mac.update(login_id.as_bytes());
         mac.update(&[0]);
         mac.update(nonce);
