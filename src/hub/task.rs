@@ -111,6 +111,11 @@ impl Room {
                     .into_iter()
                     .filter(|entry| self.cache.push(entry.clone()))
                     .collect();
+                // The head before anyone hears of the entries: a receiver answered below
+                // asks again at once with the newest id as its cursor, and a head still
+                // behind would take it for a cursor from the future (a trip to the log
+                // to vet it; with Redis, one per early poll).
+                self.publish_head();
                 // The posters first, in this same step: their answers are one per post
                 // and reach their threads before the thousands of poll answers do; nothing
                 // they send next can be handled before the fan-out below is done.
