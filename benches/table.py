@@ -75,11 +75,14 @@ for load in ["loadidle", "load4"]:
         ("server CPU µs per connection per second idle", "idle_cpu_us_per_conn_per_sec"),
         ("server RSS with all connected KiB", "rss_connected_kib"),
     ]:
+        if key == "rss_per_poll_kib" and not by[rs]["polls"]:
+            continue
         print(f"| {title} | {name} | {get(rs, key, fmt='{:.2f}')} | {get(py, key, fmt='{:.2f}')} | |")
 
 # The Redis store against the in-memory room, from the same run.
 store_rows = [
     ("loadA", "chatdemo", "redis", "1 instance"),
+    ("loadAeven", "chatdemo", "redis", "1 instance"),
     ("loadB", "chatdemo", "redis", "1 instance"),
     ("loadA", "chatdemo", "redis-2x", "2 instances, receivers split"),
 ]
