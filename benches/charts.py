@@ -49,6 +49,8 @@ def bar_chart(title, unit, groups, log=False):
     may carry its own unit as (title, unit)."""
     bar_h, gap, left, width = 18, 14, 250, 420
     groups = [((g, unit) if isinstance(g, str) else g, bars) for g, bars in groups]
+    if not groups:
+        return None
     values = [v for _, bars in groups for _, _, v in bars if v is not None and v > 0]
     if not values:
         return None
@@ -56,7 +58,12 @@ def bar_chart(title, unit, groups, log=False):
     low = min(values)
     scale_min = 10 ** math.floor(math.log10(low)) if log else 0.0
 
-    def x(v):
+    # Groups in units of their own are each drawn to their own scale.
+    own_scales = len({u for (_, u), _ in groups}) > 1
+
+    def x(v, group_top=None):
+        if own_scales and group_top:
+            return width * v / (group_top * 1.15)
         if log:
             span = math.log10(top * 1.2) - math.log10(scale_min)
             return width * (math.log10(max(v, scale_min)) - math.log10(scale_min)) / span
@@ -65,12 +72,13 @@ def bar_chart(title, unit, groups, log=False):
     rows = []
     y = 40
     for (group, group_unit), bars in groups:
+        group_top = max((v for _, _, v in bars if v is not None), default=None)
         rows.append(f'<text x="10" y="{y + 12}" font-weight="bold">{escape(group)}</text>')
         y += 20
         for name, colour, v in bars:
             if v is None:
                 continue
-            w = max(1.0, x(v))
+            w = max(1.0, x(v, group_top))
             rows.append(f'<text x="20" y="{y + 13}">{escape(name)}</text>')
             rows.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{colour}"/>')
             shown = f"{v:,.1f}" if v < 1000 else f"{v:,.0f}"

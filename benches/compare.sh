@@ -15,7 +15,7 @@
 # the join storm with notices on and off, Load B on Redis and load A on two instances on
 # one Redis. Last, the trickle against Socket.IO (benches/socketio.sh, the same rounds).
 #
-#   benches/compare.sh            everything above; about 20 minutes
+#   benches/compare.sh            everything above; about 15 minutes
 #   benches/compare.sh --runs N   N rounds instead of 3
 #   benches/compare.sh --quick    small versions of every load, one round (a smoke test)
 #
