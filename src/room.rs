@@ -256,12 +256,7 @@ mod tests {
     use crate::hub::MAX_AHEAD;
     use crate::store::PresenceSettings;
 
-    /// Past [`MAX_AHEAD`] clients waiting ahead of the hub, the next cursor ahead is
-    /// answered with `reset` at once instead of joining them (the hub is asked directly,
-    /// without the log's vetting, as a cursor the log has reached would be).
-    #[tokio::test]
-    async fn the_clients_waiting_ahead_of_the_hub_are_bounded() {
-        let metrics = Arc::new(Metrics::default());
+    async fn room_in_memory(metrics: Arc<Metrics>) -> Room {
         let settings = PresenceSettings {
             notices: false,
             leave_grace: Duration::from_secs(10),
@@ -277,7 +272,73 @@ mod tests {
             socket_backlog: 16,
             max_message_chars: 2000,
         };
-        let room = Room::start(backend.log, backend.start, size, templates, metrics.clone());
+        Room::start(backend.log, backend.start, size, templates, metrics)
+    }
+
+    /// A receiver answered with a new entry asks again at once with it as its cursor, on
+    /// another thread; by then the hub's head must already be that entry, or the cursor
+    /// looks like one from the future and is sent to the log to be vetted. The first of
+    /// many waiters checks while the hub is still answering the rest.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_head_is_published_before_any_receiver_hears_of_an_entry() {
+        let metrics = Arc::new(Metrics::default());
+        let room = room_in_memory(metrics.clone()).await;
+        let login = Login::new(UserName::parse("Ann").unwrap());
+        let first = room.post(&login, "192.0.2.1", "first", None).await.unwrap();
+        let cursor = Some(Cursor::from(&first.message.id));
+        let hub = room.hub.clone();
+        let checker_cursor = cursor.clone();
+        // On a thread of its own, as a worker of the server is: woken there, it runs while
+        // the hub's task is still answering the others.
+        let checker = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let text = hub
+                    .poll(checker_cursor, Duration::from_secs(30))
+                    .await
+                    .text();
+                let batch: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let id = batch["messages"][0]["id"].as_str().unwrap().to_owned();
+                hub.ahead(&Cursor::from(id.clone())).map(|_| id)
+            })
+        });
+        while metrics.waiting_polls.load(Relaxed) < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut others = Vec::new();
+        for _ in 0..5000 {
+            let hub = room.hub.clone();
+            let cursor = cursor.clone();
+            others.push(tokio::spawn(async move {
+                hub.poll(cursor, Duration::from_secs(30)).await
+            }));
+        }
+        while metrics.waiting_polls.load(Relaxed) < 5001 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        room.post(&login, "192.0.2.1", "second", None)
+            .await
+            .unwrap();
+        let ahead = checker.join().unwrap();
+        assert_eq!(
+            ahead, None,
+            "the answered cursor was still ahead of the hub's head"
+        );
+        for other in others {
+            other.await.unwrap();
+        }
+    }
+
+    /// Past [`MAX_AHEAD`] clients waiting ahead of the hub, the next cursor ahead is
+    /// answered with `reset` at once instead of joining them (the hub is asked directly,
+    /// without the log's vetting, as a cursor the log has reached would be).
+    #[tokio::test]
+    async fn the_clients_waiting_ahead_of_the_hub_are_bounded() {
+        let metrics = Arc::new(Metrics::default());
+        let room = room_in_memory(metrics.clone()).await;
         let login = Login::new(UserName::parse("Ann").unwrap());
         let first = room.post(&login, "192.0.2.1", "first", None).await.unwrap();
         let first = &first.message.id;
