@@ -226,32 +226,32 @@ fi
 started=$SECONDS
 progress() { echo "== [$(( (SECONDS - started) / 60 ))m$(( (SECONDS - started) % 60 ))s] $*" >&2; }
 
+# run_in_round NAME LOAD args...: chatdemo or Tornado as they are; "redis" is chatdemo on
+# the Redis store (skipped without redis-server).
+run_in_round() {
+  local name=$1 load=$2
+  shift 2
+  progress "round $round of $runs: load $load on $name"
+  if [ "$name" != redis ]; then
+    run_load "$name" "$load" "$@"
+  elif [ "$have_redis" = 1 ]; then
+    run_redis_load redis "$load" 1 "$@"
+  fi
+}
+
 for round in $(seq 1 "$runs"); do
   servers=(chatdemo tornado redis)
   if [ $((round % 2)) = 0 ]; then servers=(redis tornado chatdemo); fi
   for name in "${servers[@]}"; do
-    progress "round $round of $runs: load A on $name"
-    if [ "$name" = redis ]; then
-      [ "$have_redis" = 1 ] && run_redis_load redis A 1 "${loadA[@]}"
-    else
-      run_load "$name" A "${loadA[@]}"
-    fi
+    run_in_round "$name" A "${loadA[@]}"
   done
   for name in "${servers[@]}"; do
-    [ "$name" = tornado ] && continue
-    progress "round $round of $runs: load A at an even rate on $name"
-    if [ "$name" = redis ]; then
-      [ "$have_redis" = 1 ] && run_redis_load redis Aeven 1 "${loadAeven[@]}"
-    else
-      run_load "$name" Aeven "${loadAeven[@]}"
-    fi
+    [ "$name" = tornado ] || run_in_round "$name" Aeven "${loadAeven[@]}"
   done
   for name in "${servers[@]}"; do
     [ "$name" = redis ] && continue
-    progress "round $round of $runs: load B on $name"
-    run_load "$name" B "${loadB[@]}"
-    progress "round $round of $runs: idle sockets on $name"
-    run_load "$name" idle "${loadidle[@]}"
+    run_in_round "$name" B "${loadB[@]}"
+    run_in_round "$name" idle "${loadidle[@]}"
   done
 done
 

@@ -47,7 +47,6 @@ pub const XSRF_FIELD: &str = "_xsrf";
 /// percent-decodes every cookie of the request into a list, and every poll asks for two.
 /// A value with a `%` in it (never one of ours) is left to actix-web's decoding.
 pub fn cookie_value<'a>(req: &'a HttpRequest, name: &str) -> Option<Cow<'a, str>> {
-    let name = name.as_bytes();
     for header in req.headers().get_all(header::COOKIE) {
         // Bytes, not `to_str`: that checks every character of every cookie, and only the
         // one value wanted needs to be text.
@@ -55,14 +54,12 @@ pub fn cookie_value<'a>(req: &'a HttpRequest, name: &str) -> Option<Cow<'a, str>
             let Some(eq) = pair.iter().position(|&b| b == b'=') else {
                 continue;
             };
-            if pair[..eq].trim_ascii() != name {
+            if pair[..eq].trim_ascii() != name.as_bytes() {
                 continue;
             }
             let value = pair[eq + 1..].trim_ascii();
             if value.contains(&b'%') {
-                return req
-                    .cookie(std::str::from_utf8(name).ok()?)
-                    .map(|c| Cow::Owned(c.value().to_owned()));
+                return req.cookie(name).map(|c| Cow::Owned(c.value().to_owned()));
             }
             // A quoted value is the text inside the quotes (as the cookie crate reads it).
             let value = value

@@ -91,13 +91,10 @@ impl SocketLimits {
         then: impl FnOnce(&mut LoginSockets) -> T,
     ) -> Result<T, AppError> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let sockets = match open.get_mut(login_id) {
-            Some(sockets) => sockets,
-            None => open.entry(login_id.clone()).or_insert(LoginSockets {
-                count: 0,
-                ended: None,
-            }),
-        };
+        let sockets = open.entry(login_id.clone()).or_insert(LoginSockets {
+            count: 0,
+            ended: None,
+        });
         if sockets.count >= self.per_login {
             return Err(AppError::TooManyConnections);
         }

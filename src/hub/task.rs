@@ -126,9 +126,10 @@ impl Room {
             }
             FeedEvent::Restart(log) => self.restart(log),
         }
-        self.publish_head();
     }
 
+    /// Tells the routes how far the cache goes. Called wherever the cache takes entries,
+    /// before anyone hears of them (see `take`).
     fn publish_head(&self) {
         let (epoch, head) = (self.cache.epoch(), self.cache.head());
         self.head.send_if_modified(|published| {
@@ -227,6 +228,7 @@ impl Room {
 
     fn publish(&mut self, entry: Arc<Entry>) {
         if self.cache.push(entry.clone()) {
+            self.publish_head();
             self.fan_out(entry);
         }
     }
@@ -261,6 +263,7 @@ impl Room {
         } else {
             let capacity = self.cache.capacity();
             self.cache = Cache::of_log(capacity, log.epoch, log.floor, &log.entries);
+            self.publish_head();
             let frame = frame::batch(&log.entries, true);
             for waiter in self.waiters.drain(..) {
                 let _ = waiter.send(Batch::of(log.entries.clone(), true));
