@@ -11,6 +11,7 @@ pub mod form;
 pub mod forwarded;
 pub mod frame_limit;
 pub mod heap;
+pub mod heartbeat;
 pub mod hub;
 pub mod linkify;
 pub mod logins;

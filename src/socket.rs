@@ -14,14 +14,18 @@ use actix_ws::{
     AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::broadcast::{
+    self,
+    error::{RecvError, TryRecvError},
+};
 
 use crate::auth::Login;
 use crate::domain::PostKey;
 use crate::error::AppError;
 use crate::forwarded::ClientKey;
 use crate::frame_limit::Oversize;
-use crate::hub::{Frame, Subscription};
+use crate::heartbeat::Beat;
+use crate::hub::Frame;
 use crate::peer::{BodyAlive, PeerSocket};
 use crate::presence::Connection;
 use crate::slots::SocketSlot;
@@ -77,7 +81,8 @@ pub struct SocketConnection {
     pub messages: AggregatedMessageStream,
     /// Set when the client announced a frame over `max_frame_bytes`: its messages end.
     pub oversize: Oversize,
-    pub subscription: Subscription,
+    /// Every frame of the room from the client's cursor on (its replay is already queued).
+    pub feed: broadcast::Receiver<Frame>,
     /// Also says when the login is ended (logout, here or on another instance).
     pub slot: SocketSlot,
     /// Counts the login as online while the socket is open.
@@ -105,7 +110,8 @@ enum End {
 pub fn serve(mut conn: SocketConnection) -> impl std::future::Future<Output = ()> {
     async move {
         let end = run(&mut conn).await;
-        finish(&mut conn, end).await;
+        // Boxed: it comes once, and the task would otherwise be sized for it all along.
+        Box::pin(finish(&mut conn, end)).await;
         // Then the login's slot, then its presence (the fields' order).
         drop(conn);
     }
@@ -155,23 +161,13 @@ async fn finish(conn: &mut SocketConnection, end: End) {
 }
 
 async fn run(conn: &mut SocketConnection) -> End {
-    let metrics = conn.state.metrics.clone();
-    let ping_every = conn.state.websocket.ping_interval;
     // Ended between the upgrade's login check and taking the slot.
     if conn.slot.is_ended() {
         return End::Close(CloseCode::Policy, LOGGED_OUT);
     }
-    let deadline = write_deadline(ping_every);
-    if let Some(replay) = conn.subscription.replay.take() {
-        if !write(&mut conn.session, replay, deadline).await {
-            return End::Stalled;
-        }
-        metrics
-            .delivered
-            .fetch_add(conn.subscription.replayed as u64, Relaxed);
-    }
-    let backlog = conn.state.websocket.backlog;
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    // Only what the loop changes is kept here; the settings are read from the state where
+    // they are used (the task of every idle socket is sized by what lives across the wait).
+    let mut beat = Beat::join(conn.state.websocket.ping_interval);
     // A client proves it reads by answering our latest ping with its payload; anything
     // else it sends (pings, unasked pongs, posts) proves only that it writes.
     let mut pings_sent: u64 = 0;
@@ -179,30 +175,19 @@ async fn run(conn: &mut SocketConnection) -> End {
 
     loop {
         tokio::select! {
-            frame = conn.subscription.feed.recv() => {
-                let mut next = match frame {
-                    Ok(frame) => Some(frame),
+            frame = conn.feed.recv() => {
+                let first = match frame {
+                    Ok(frame) => frame,
                     Err(RecvError::Lagged(_)) => return End::Close(CloseCode::Again, TOO_SLOW),
                     Err(RecvError::Closed) => return End::Close(CloseCode::Away, "server shutting down"),
                 };
-                // Write whatever else is already waiting before yielding: the frames queue
-                // up behind each other and leave in one write to the socket.
-                let mut count: u64 = 0;
-                while let Some(frame) = next.take() {
-                    let feed = &conn.subscription.feed;
-                    if let Err(end) = write_from_feed(&mut conn.session, frame, feed, backlog, deadline).await {
-                        return end;
-                    }
-                    count += 1;
-                    if count < WRITE_BATCH {
-                        next = match conn.subscription.feed.try_recv() {
-                            Ok(frame) => Some(frame),
-                            Err(TryRecvError::Lagged(_)) => return End::Close(CloseCode::Again, TOO_SLOW),
-                            Err(TryRecvError::Empty | TryRecvError::Closed) => None,
-                        };
-                    }
-                }
-                metrics.delivered.fetch_add(count, Relaxed);
+                // Boxed, like every write below: a write's future (with its timer) is the
+                // largest wait of the loop, and the task of every idle socket would be
+                // sized for it. One allocation per wake-up, not per frame.
+                match Box::pin(write_waiting(conn, first)).await {
+                    Ok(count) => conn.state.metrics.delivered.fetch_add(count, Relaxed),
+                    Err(end) => return end,
+                };
             }
             message = conn.messages.recv() => {
                 match message {
@@ -219,7 +204,8 @@ async fn run(conn: &mut SocketConnection) -> End {
                     Some(Ok(AggregatedMessage::Ping(payload))) => {
                         // Bounded like every write: a client that floods pings and never
                         // reads fills the queue, and then this gives up.
-                        if let Err(end) = control(conn.session.pong(&payload), deadline).await {
+                        let deadline = conn.write_deadline();
+                        if let Err(end) = Box::pin(control(conn.session.pong(&payload), deadline)).await {
                             return end;
                         }
                     }
@@ -247,14 +233,15 @@ async fn run(conn: &mut SocketConnection) -> End {
                 }
             }
             () = conn.slot.ended() => return End::Close(CloseCode::Policy, LOGGED_OUT),
-            _ = ping.tick() => {
-                if last_answer.elapsed() > ping_every * 2 {
+            () = beat.heard() => {
+                if last_answer.elapsed() > conn.state.websocket.ping_interval * 2 {
                     // Not reading (or gone without a word): a close frame would not be
                     // read either.
                     return End::Stalled;
                 }
                 pings_sent += 1;
-                if let Err(end) = control(conn.session.ping(&pings_sent.to_be_bytes()), deadline).await {
+                let deadline = conn.write_deadline();
+                if let Err(end) = Box::pin(control(conn.session.ping(&pings_sent.to_be_bytes()), deadline)).await {
                     return end;
                 }
             }
@@ -262,10 +249,12 @@ async fn run(conn: &mut SocketConnection) -> End {
     }
 }
 
-/// How long a write may wait: a client that takes nothing for two ping intervals is not
-/// reading.
-fn write_deadline(ping_every: Duration) -> Duration {
-    WRITE_TIMEOUT.min(ping_every * 2)
+impl SocketConnection {
+    /// How long a write may wait: a client that takes nothing for two ping intervals is
+    /// not reading.
+    fn write_deadline(&self) -> Duration {
+        WRITE_TIMEOUT.min(self.state.websocket.ping_interval * 2)
+    }
 }
 
 /// Sends a control frame (ping or pong) within `deadline`: a closed session means the
@@ -287,6 +276,27 @@ async fn write(session: &mut Session, frame: Frame, deadline: Duration) -> bool 
         tokio::time::timeout(deadline, session.text(frame)).await,
         Ok(Ok(()))
     )
+}
+
+/// Writes `first` and whatever else is already waiting in the feed (up to
+/// [`WRITE_BATCH`]) before yielding: the frames queue up behind each other and leave in one
+/// write to the socket. Returns how many were written.
+async fn write_waiting(conn: &mut SocketConnection, first: Frame) -> Result<u64, End> {
+    let (backlog, deadline) = (conn.state.websocket.backlog, conn.write_deadline());
+    let mut next = Some(first);
+    let mut count: u64 = 0;
+    while let Some(frame) = next.take() {
+        write_from_feed(&mut conn.session, frame, &conn.feed, backlog, deadline).await?;
+        count += 1;
+        if count < WRITE_BATCH {
+            next = match conn.feed.try_recv() {
+                Ok(frame) => Some(frame),
+                Err(TryRecvError::Lagged(_)) => return Err(End::Close(CloseCode::Again, TOO_SLOW)),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => None,
+            };
+        }
+    }
+    Ok(count)
 }
 
 /// Writes a frame from the feed. While the client is not taking it, the feed keeps
@@ -385,7 +395,7 @@ async fn reply_error(conn: &mut SocketConnection, error: &str, nonce: Option<&st
 
 /// A frame for this socket alone.
 async fn reply(conn: &mut SocketConnection, frame: String) -> Option<End> {
-    let deadline = write_deadline(conn.state.websocket.ping_interval);
+    let deadline = conn.write_deadline();
     if write(&mut conn.session, frame.into(), deadline).await {
         None
     } else {

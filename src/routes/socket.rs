@@ -1,6 +1,7 @@
 //! `GET /a/message/socket`: the upgrade. Everything is checked before the 101: the login,
 //! the Origin (see `forwarded::Provenance::check_upgrade`), the cursor, the login's cap.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -46,8 +47,19 @@ pub(super) async fn open_socket(
         .map_err(|_| AppError::StoreUnavailable)??;
     let max_bytes = state.websocket.max_frame_bytes;
     let (body, oversize) = frame_limit::guard(&req, body, max_bytes)?;
-    let (response, session, messages) =
+    let (response, mut session, messages) =
         actix_ws::handle(&req, body).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    // The replay goes first, queued here into the session's new (empty) queue, so it never
+    // waits and the socket's task never holds it. Not for a login ended meanwhile: its
+    // task closes it at once.
+    if let Some(replay) = subscription.replay.filter(|_| !slot.is_ended()) {
+        session
+            .text(replay)
+            .await
+            .map_err(|_| AppError::Internal("a new socket's queue is closed".into()))?;
+        let replayed = subscription.replayed as u64;
+        state.metrics.delivered.fetch_add(replayed, Relaxed);
+    }
     let (response, alive) = peer::watch_body(response);
     let messages = messages
         .max_frame_size(max_bytes)
@@ -64,7 +76,7 @@ pub(super) async fn open_socket(
         xsrf_cookie,
         session,
         messages,
-        subscription,
+        feed: subscription.feed,
         slot,
         online,
         oversize,
