@@ -2,7 +2,7 @@
 //! alone. The log gives ids the way a Redis stream does (`ms-seq`, only growing) under a
 //! lock, and hands each record to this instance's follower in that same order.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,7 +45,6 @@ pub(super) fn open(
             log: log.clone(),
             settings: settings.clone(),
             online: HashMap::new(),
-            order: BTreeMap::new(),
             arrivals: 0,
             joins: Fold::new(),
             leaves: Fold::new(),
@@ -213,8 +212,6 @@ struct MemoryPresence {
     settings: PresenceSettings,
     /// Every login online or with its leave still to be announced.
     online: HashMap<LoginId, Present>,
-    /// The listed logins, oldest first.
-    order: BTreeMap<(u64, u64), LoginId>,
     arrivals: u64,
     joins: Fold,
     leaves: Fold,
@@ -222,11 +219,11 @@ struct MemoryPresence {
 
 struct Present {
     name: UserName,
-    /// (since, in Unix ms; arrival number), its key in `order` once listed.
+    /// (since, in Unix ms; arrival number): its place in the list, oldest first.
     place: (u64, u64),
     /// Set while none of its connections is left: it leaves then, unless it comes back.
     leave_at: Option<tokio::time::Instant>,
-    /// Its join has been announced (it is in `order`).
+    /// Its join has been announced (it is in the list).
     listed: bool,
     /// It has left; its leave is still to be announced.
     leaving: bool,
@@ -287,7 +284,6 @@ impl MemoryPresence {
                     continue;
                 };
                 present.listed = true;
-                self.order.insert(present.place, login.clone());
                 if names.len() < Crowd::MAX_NAMES {
                     names.push(present.name.clone());
                 }
@@ -311,7 +307,6 @@ impl MemoryPresence {
                 let Some(present) = self.online.remove(login) else {
                     continue;
                 };
-                self.order.remove(&present.place);
                 count += 1;
                 if names.len() < Crowd::MAX_NAMES {
                     names.push(present.name);
@@ -330,9 +325,7 @@ impl MemoryPresence {
 
     fn leave(&mut self, login: &LoginId) {
         if !self.settings.notices {
-            if let Some(present) = self.online.remove(login) {
-                self.order.remove(&present.place);
-            }
+            self.online.remove(login);
             return;
         }
         if let Some(present) = self.online.get_mut(login) {
@@ -359,9 +352,7 @@ impl PresenceRegistry for MemoryPresence {
             self.arrivals += 1;
             let place = (Timestamp::now().unix_millis(), self.arrivals);
             let listed = !self.settings.notices;
-            if listed {
-                self.order.insert(place, login.clone());
-            } else {
+            if !listed {
                 self.joins.logins.push(login.clone());
             }
             self.online.insert(
@@ -413,12 +404,22 @@ impl PresenceRegistry for MemoryPresence {
     }
 
     fn list(&mut self, limit: usize) -> BoxFuture<'_, Option<OnlineRows>> {
-        let rows = self
-            .order
-            .iter()
-            .take(limit)
-            .filter_map(|((since, _), login)| Some((*since, self.online.get(login)?.name.clone())))
+        // The oldest `limit` listed logins, found when asked (one pass over who is online,
+        // a page's worth sorted) rather than kept in order: a tree entry per login cost
+        // every idle connection about 60 bytes, and a list is asked once per page load.
+        let mut listed: Vec<(&(u64, u64), &UserName)> = (self.online.values())
+            .filter(|present| present.listed)
+            .map(|present| (&present.place, &present.name))
             .collect();
-        Box::pin(std::future::ready(Some((self.order.len(), rows))))
+        let count = listed.len();
+        if count > limit {
+            listed.select_nth_unstable_by_key(limit, |(place, _)| **place);
+            listed.truncate(limit);
+        }
+        listed.sort_unstable_by_key(|(place, _)| **place);
+        let rows = (listed.into_iter())
+            .map(|((since, _), name)| (*since, name.clone()))
+            .collect();
+        Box::pin(std::future::ready(Some((count, rows))))
     }
 }
