@@ -30,6 +30,7 @@ use crate::peer::{BodyAlive, PeerSocket};
 use crate::presence::Connection;
 use crate::slots::SocketSlot;
 use crate::state::AppState;
+use crate::xsrf::Token;
 
 /// How long one write may wait for a client before it counts as not reading (shorter
 /// when two ping intervals are shorter).
@@ -76,7 +77,7 @@ pub struct SocketConnection {
     /// The client's address (see `forwarded`), for its posting budget.
     pub address: ClientKey,
     /// The `_xsrf` cookie sent with the upgrade: posts must carry the same token.
-    pub xsrf_cookie: Option<String>,
+    pub xsrf_cookie: Option<Token>,
     pub session: Session,
     pub messages: AggregatedMessageStream,
     /// Set when the client announced a frame over `max_frame_bytes`: its messages end.
@@ -349,9 +350,9 @@ async fn handle_post(conn: &mut SocketConnection, text: &str) -> Option<End> {
     }
     let nonce = post.nonce.as_deref();
     let state = &conn.state;
-    if let Err(error) = state.xsrf.check(
+    if let Err(error) = state.xsrf.check_token(
         conn.login.id.as_str(),
-        conn.xsrf_cookie.as_deref(),
+        conn.xsrf_cookie.as_ref(),
         post.xsrf.as_deref(),
     ) {
         tracing::info!(user = %conn.login.name, %error, "socket post refused");

@@ -49,17 +49,12 @@ impl XsrfKey {
 
     /// Whether `token` was issued by this server for `login_id`.
     pub fn is_valid(&self, login_id: &str, token: &str) -> bool {
-        let Some((nonce_hex, mac_hex)) = token.split_once('-') else {
-            return false;
-        };
-        // Into arrays of the exact sizes: any other length is an error.
-        let (mut nonce, mut mac) = ([0u8; NONCE_BYTES], [0u8; MAC_BYTES]);
-        if hex::decode_to_slice(nonce_hex, &mut nonce).is_err()
-            || hex::decode_to_slice(mac_hex, &mut mac).is_err()
-        {
-            return false;
-        }
-        bool::from(self.mac(login_id, &nonce).ct_eq(&mac[..]))
+        Token::parse(token).is_some_and(|token| self.issued(login_id, &token))
+    }
+
+    fn issued(&self, login_id: &str, token: &Token) -> bool {
+        let (nonce, mac) = token.0.split_at(NONCE_BYTES);
+        bool::from(self.mac(login_id, nonce).ct_eq(mac))
     }
 
     /// The check every state-changing request passes: a submitted token, equal to the
@@ -79,6 +74,32 @@ impl XsrfKey {
             ));
         }
         if !self.is_valid(login_id, submitted) {
+            return Err(AppError::Forbidden("invalid XSRF token"));
+        }
+        Ok(())
+    }
+
+    /// [`XsrfKey::check`] against a cookie kept as a [`Token`] (a WebSocket keeps its
+    /// upgrade's cookie so for its whole life). A cookie that was not a token at all is
+    /// kept as `None`: no submitted token can equal it.
+    pub fn check_token(
+        &self,
+        login_id: &str,
+        cookie: Option<&Token>,
+        submitted: Option<&str>,
+    ) -> Result<(), AppError> {
+        let submitted =
+            submitted.ok_or(AppError::Forbidden("'_xsrf' argument missing from POST"))?;
+        let cookie = cookie.ok_or(AppError::Forbidden("'_xsrf' cookie missing or malformed"))?;
+        let Some(submitted) = Token::parse(submitted) else {
+            return Err(AppError::Forbidden("invalid XSRF token"));
+        };
+        if !bool::from(cookie.0.ct_eq(&submitted.0)) {
+            return Err(AppError::Forbidden(
+                "XSRF cookie does not match POST argument",
+            ));
+        }
+        if !self.issued(login_id, &submitted) {
             return Err(AppError::Forbidden("invalid XSRF token"));
         }
         Ok(())
@@ -113,6 +134,22 @@ impl XsrfKey {
         let mut out = [0u8; MAC_BYTES];
         out.copy_from_slice(&full[..MAC_BYTES]);
         out
+    }
+}
+
+/// A token as its bytes (nonce, then MAC): 32 bytes, where its text is 65 characters on
+/// the heap.
+pub struct Token([u8; NONCE_BYTES + MAC_BYTES]);
+
+impl Token {
+    /// `hex(nonce)-hex(mac)`, of exactly these sizes; anything else is `None`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (nonce_hex, mac_hex) = text.split_once('-')?;
+        let mut bytes = [0u8; NONCE_BYTES + MAC_BYTES];
+        let (nonce, mac) = bytes.split_at_mut(NONCE_BYTES);
+        hex::decode_to_slice(nonce_hex, nonce).ok()?;
+        hex::decode_to_slice(mac_hex, mac).ok()?;
+        Some(Self(bytes))
     }
 }
 
@@ -172,5 +209,31 @@ mod tests {
         assert!(key().check("me", Some(&other), Some(&token)).is_err());
         // An attacker-chosen pair that matches itself still fails.
         assert!(key().check("me", Some("abc"), Some("abc")).is_err());
+    }
+
+    #[test]
+    fn a_socket_checks_against_its_cookie_kept_as_bytes_as_strictly() {
+        let token = key().issue("me");
+        let kept = Token::parse(&token);
+        assert!(key().check_token("me", kept.as_ref(), Some(&token)).is_ok());
+        assert!(key()
+            .check_token("you", kept.as_ref(), Some(&token))
+            .is_err());
+        assert!(key().check_token("me", None, Some(&token)).is_err());
+        assert!(key().check_token("me", kept.as_ref(), None).is_err());
+        let other = key().issue("me");
+        assert!(key()
+            .check_token("me", kept.as_ref(), Some(&other))
+            .is_err());
+        assert!(key().check_token("me", kept.as_ref(), Some("abc")).is_err());
+        // A made-up pair that matches itself still fails, and a cookie that is no token
+        // at all is kept as nothing.
+        let made_up = format!("{}-{}", "00".repeat(16), "11".repeat(16));
+        let kept_made_up = Token::parse(&made_up);
+        assert!(kept_made_up.is_some());
+        assert!(key()
+            .check_token("me", kept_made_up.as_ref(), Some(&made_up))
+            .is_err());
+        assert!(Token::parse("abc").is_none() && Token::parse(&token[1..]).is_none());
     }
 }

@@ -18,7 +18,7 @@ use crate::peer::{self, PeerSocket};
 use crate::presence::Via;
 use crate::socket::{self, SocketConnection};
 use crate::state::AppState;
-use crate::xsrf;
+use crate::xsrf::{self, Token};
 
 /// How long an upgrade waits for this instance to read as far as its cursor.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
@@ -65,7 +65,7 @@ pub(super) async fn open_socket(
         .max_frame_size(max_bytes)
         .aggregate_continuations()
         .max_continuation_size(max_bytes);
-    let xsrf_cookie = req.cookie(xsrf::COOKIE_NAME).map(|c| c.value().to_owned());
+    let xsrf_cookie = form::cookie_value(&req, xsrf::COOKIE_NAME).and_then(|c| Token::parse(&c));
     tracing::debug!(user = %login.name, "socket open");
     let online = state.presence.connect(&login, Via::Socket);
     // The socket outlives this request; its logs keep the request's span (and id).
