@@ -35,21 +35,48 @@ pub struct Login {
     pub issued_at: u64,
 }
 
-/// Random per login (128 bits, hex): XSRF tokens, rate limits and socket caps are bound to
-/// it. It never leaves the server except inside the encrypted cookie. Shared, not copied:
-/// every held poll and socket keeps one in the maps that count them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct LoginId(Arc<str>);
+/// Random per login (128 bits, written as 32 lowercase hex digits): XSRF tokens, rate
+/// limits and socket caps are bound to it. It never leaves the server except inside the
+/// encrypted cookie. Held as its 16 bytes: every held poll and socket keeps one in the maps
+/// that count them, and a copy costs nothing (as text it was a 48-byte allocation per
+/// login and a reference count touched on every copy).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LoginId([u8; 16]);
+
+/// A [`LoginId`] as text, on the stack.
+pub struct LoginText([u8; 32]);
+
+impl std::ops::Deref for LoginText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Hex digits only (see `LoginId::as_str`).
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for LoginText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl std::fmt::Debug for LoginId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LoginId({})", self.as_str())
+    }
+}
 
 impl Serialize for LoginId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        serializer.serialize_str(&self.as_str())
     }
 }
 
 impl<'de> Deserialize<'de> for LoginId {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(|id| Self(id.into()))
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::parse(&raw)
+            .ok_or_else(|| serde::de::Error::custom("a login id is 32 lowercase hex digits"))
     }
 }
 
@@ -57,17 +84,23 @@ impl LoginId {
     fn random() -> Self {
         let mut id = [0u8; 16];
         rand::rng().fill_bytes(&mut id);
-        Self(hex::encode(id).into())
+        Self(id)
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
+    /// The id as the store, the cookie and the XSRF tokens write it: 32 lowercase hex
+    /// digits.
+    pub fn as_str(&self) -> LoginText {
+        let mut text = [0u8; 32];
+        // Cannot fail: the output is exactly twice the input.
+        let _ = hex::encode_to_slice(self.0, &mut text);
+        LoginText(text)
     }
 
     /// An id as the store keeps it: 32 lowercase hex digits.
     pub fn parse(raw: &str) -> Option<Self> {
         let valid = raw.len() == 32 && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        valid.then(|| Self(raw.into()))
+        let mut id = [0u8; 16];
+        (valid && hex::decode_to_slice(raw, &mut id).is_ok()).then_some(Self(id))
     }
 }
 
@@ -151,7 +184,7 @@ impl Revocations {
             if until <= now {
                 continue;
             }
-            if ended.insert(id.clone(), until).is_none() {
+            if ended.insert(id, until).is_none() {
                 new.push(id);
             }
         }
@@ -287,6 +320,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_login_id_is_written_as_32_lowercase_hex_digits_and_read_only_so() {
+        let id = LoginId::random();
+        let text = id.as_str().to_string();
+        assert_eq!(text.len(), 32);
+        assert!(text
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{text}\""));
+        assert_eq!(serde_json::from_str::<LoginId>(&json).unwrap(), id);
+        assert_eq!(LoginId::parse(&text), Some(id));
+        for bad in [
+            "00ff",
+            "",
+            &"AB".repeat(16),
+            &format!("{text}0"),
+            &text.replace(&text[..1], "g"),
+        ] {
+            assert_eq!(LoginId::parse(bad), None, "{bad:?}");
+            assert!(serde_json::from_value::<LoginId>(serde_json::json!(bad)).is_err());
+        }
+    }
+
+    #[test]
     fn only_valid_logins_are_remembered_and_oversized_values_are_not_read() {
         let reader = LoginReader::new(LoginCookies::new(&[1; 64], 30, false), Arc::default());
         for i in 0..100 {
@@ -303,13 +360,13 @@ mod tests {
         let revocations = Revocations::default();
         let now = unix_now();
         let (a, b) = (LoginId::random(), LoginId::random());
-        let new = revocations.apply([(a.clone(), now + 100), (b.clone(), now - 1)]);
+        let new = revocations.apply([(a, now + 100), (b, now - 1)]);
         assert_eq!(new, std::slice::from_ref(&a), "already expired: not kept");
         assert!(revocations.is_revoked(&a, now));
         assert!(!revocations.is_revoked(&a, now + 100));
         assert!(!revocations.is_revoked(&b, now));
         // Applying it again (a reload from the store) does not count it as new.
-        assert!(revocations.apply([(a.clone(), now + 100)]).is_empty());
+        assert!(revocations.apply([(a, now + 100)]).is_empty());
     }
 
     #[test]
@@ -325,7 +382,7 @@ mod tests {
             "encrypted, not just signed"
         );
         let read = cookies.decode(cookie.value()).unwrap();
-        assert_eq!((read.name, read.id), (login.name.clone(), login.id.clone()));
+        assert_eq!((read.name, read.id), (login.name.clone(), login.id));
         let mut tampered = cookie.value().to_owned().into_bytes();
         tampered[10] ^= 1;
         assert!(cookies

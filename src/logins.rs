@@ -62,7 +62,7 @@ impl Logins {
     pub async fn log_out(&self, login: &Login) -> Result<(), StoreError> {
         let until = login.expires_at(self.max_age_days);
         self.list.record(&login.id, until).await?;
-        self.apply(vec![(login.id.clone(), until)]);
+        self.apply(vec![(login.id, until)]);
         // A logout is a leave at once (this instance tells the registry, for all of them).
         self.presence.log_out(&login.id);
         Ok(())

@@ -153,8 +153,8 @@ impl Presence {
                 // The first connection of this login here: the task decides on a join.
                 let _ = shared
                     .commands
-                    .send(Command::Connected(login.id.clone(), login.name.clone()));
-                locals.entry(login.id.clone()).or_insert(Local {
+                    .send(Command::Connected(login.id, login.name.clone()));
+                locals.entry(login.id).or_insert(Local {
                     name: login.name.clone(),
                     sockets: 0,
                     polls: 0,
@@ -184,7 +184,7 @@ impl Presence {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(login);
-        let _ = shared.commands.send(Command::LoggedOut(login.clone()));
+        let _ = shared.commands.send(Command::LoggedOut(*login));
     }
 
     /// Who is online: the whole count and the first `limit` rows, oldest first; `None`
@@ -259,7 +259,7 @@ impl Shared {
         let gone: Vec<LoginId> = locals
             .iter()
             .filter(|(_, l)| l.sockets == 0 && l.polls == 0 && now >= l.linger_until)
-            .map(|(id, _)| id.clone())
+            .map(|(id, _)| *id)
             .collect();
         for id in &gone {
             locals.remove(id);
@@ -269,10 +269,7 @@ impl Shared {
 
     fn connected_here(&self) -> Vec<(LoginId, UserName)> {
         let locals = self.locals.lock().unwrap_or_else(|e| e.into_inner());
-        locals
-            .iter()
-            .map(|(id, l)| (id.clone(), l.name.clone()))
-            .collect()
+        locals.iter().map(|(id, l)| (*id, l.name.clone())).collect()
     }
 }
 
@@ -643,7 +640,7 @@ mod tests {
                     held[who] = None;
                     let login = &logins[who];
                     room.ended
-                        .apply([(login.id.clone(), crate::auth::unix_now() + 3600)]);
+                        .apply([(login.id, crate::auth::unix_now() + 3600)]);
                     room.presence.log_out(&login.id);
                     logins[who] = self::login(&format!("u{who}"));
                 }
@@ -697,8 +694,7 @@ mod tests {
         let ann = login("Ann");
         let tab = room.presence.connect(&ann, Via::Socket);
         wait(Duration::from_secs(2)).await;
-        room.ended
-            .apply([(ann.id.clone(), crate::auth::unix_now() + 3600)]);
+        room.ended.apply([(ann.id, crate::auth::unix_now() + 3600)]);
         room.presence.log_out(&ann.id);
         wait(Duration::from_millis(10)).await;
         assert_eq!(room.notices().await, ["join Ann", "leave Ann"]);

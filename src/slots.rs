@@ -96,7 +96,7 @@ impl SocketLimits {
         Ok(SocketSlot {
             slot: PollSlot {
                 limits: self.clone(),
-                login_id: login_id.clone(),
+                login_id: *login_id,
             },
             ended,
             place,
@@ -108,7 +108,7 @@ impl SocketLimits {
         self.take(login_id, |_| ())?;
         Ok(PollSlot {
             limits: self.clone(),
-            login_id: login_id.clone(),
+            login_id: *login_id,
         })
     }
 
@@ -120,7 +120,7 @@ impl SocketLimits {
         then: impl FnOnce(&mut LoginSockets) -> T,
     ) -> Result<T, AppError> {
         let mut open = self.0.open.lock().unwrap_or_else(|e| e.into_inner());
-        let sockets = open.entry(login_id.clone()).or_insert(LoginSockets {
+        let sockets = open.entry(*login_id).or_insert(LoginSockets {
             count: 0,
             ended: None,
         });
@@ -212,7 +212,7 @@ mod tests {
     use std::time::Duration;
 
     fn login(id: &str) -> LoginId {
-        serde_json::from_value(serde_json::json!(id)).unwrap()
+        LoginId::parse(&format!("{:0>32}", hex::encode(id))).unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -351,7 +351,7 @@ async fn handle_post(conn: &mut SocketConnection, text: &str) -> Option<End> {
     let nonce = post.nonce.as_deref();
     let state = &conn.state;
     if let Err(error) = state.xsrf.check_token(
-        conn.login.id.as_str(),
+        &conn.login.id.as_str(),
         conn.xsrf_cookie.as_ref(),
         post.xsrf.as_deref(),
     ) {

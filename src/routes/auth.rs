@@ -49,7 +49,7 @@ pub(super) async fn log_in(
     let login = Login::new(query.name.unwrap_or_else(UserName::random));
     let next = query.next.unwrap_or_else(LocalPath::root);
     tracing::info!(user = %login.name, "logged in");
-    let token = state.xsrf.issue(login.id.as_str());
+    let token = state.xsrf.issue(&login.id.as_str());
     Ok(HttpResponse::Found()
         .insert_header((header::LOCATION, next.as_str()))
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -43,7 +43,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for CheckedForm<T> {
             let posted = form::decode_posted::<T>(&body)?;
             state
                 .xsrf
-                .check_request(&req, posted.xsrf.as_deref(), login.id.as_str())?;
+                .check_request(&req, posted.xsrf.as_deref(), &login.id.as_str())?;
             Ok(Self {
                 login,
                 form: posted.form?,

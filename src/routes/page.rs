@@ -102,11 +102,11 @@ fn page_token(
     login: &Login,
 ) -> (String, Option<Cookie<'static>>) {
     if let Some(cookie) = req.cookie(xsrf::COOKIE_NAME) {
-        if state.xsrf.is_valid(login.id.as_str(), cookie.value()) {
+        if state.xsrf.is_valid(&login.id.as_str(), cookie.value()) {
             return (cookie.value().to_owned(), None);
         }
     }
-    let token = state.xsrf.issue(login.id.as_str());
+    let token = state.xsrf.issue(&login.id.as_str());
     let http = &state.http;
     let cookie = xsrf::cookie(token.clone(), http.cookie_secure, http.cookie_max_age_days);
     (token, Some(cookie))

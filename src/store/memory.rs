@@ -137,15 +137,13 @@ impl Log for MemoryLog {
         let log = &self.0;
         let now = Instant::now();
         let mut keys = log.keys.lock().unwrap_or_else(|e| e.into_inner());
-        let key = post.key.map(|key| (post.login.clone(), key.clone()));
+        let key = post.key.map(|key| (*post.login, key.clone()));
         if let Some(first) = key.as_ref().and_then(|key| keys.find(key, now)) {
             return Box::pin(std::future::ready(Ok(first)));
         }
-        let charged = RateLimiter::check_both(
-            (&log.rate, post.login.as_str()),
-            (&log.address_rate, post.address),
-            now,
-        );
+        let login = post.login.as_str();
+        let charged =
+            RateLimiter::check_both((&log.rate, &login), (&log.address_rate, post.address), now);
         let result = charged
             .map(|()| {
                 let record = log.push(|id| Record::post(id, post.from.clone(), post.body.clone()));
@@ -332,7 +330,7 @@ impl MemoryPresence {
             if !present.leaving {
                 present.leaving = true;
                 present.leave_at = None;
-                self.leaves.logins.push(login.clone());
+                self.leaves.logins.push(*login);
             }
         }
     }
@@ -353,7 +351,7 @@ impl PresenceRegistry for MemoryPresence {
             let place = (Timestamp::now().unix_millis(), self.arrivals);
             let listed = !self.settings.notices;
             if !listed {
-                self.joins.logins.push(login.clone());
+                self.joins.logins.push(login);
             }
             self.online.insert(
                 login,
@@ -394,7 +392,7 @@ impl PresenceRegistry for MemoryPresence {
             .online
             .iter()
             .filter(|(_, p)| p.leave_at.is_some_and(|at| at <= now))
-            .map(|(id, _)| id.clone())
+            .map(|(id, _)| *id)
             .collect();
         for login in due {
             self.leave(&login);

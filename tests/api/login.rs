@@ -202,7 +202,8 @@ async fn a_tampered_user_cookie_is_logged_out() {
 /// the server must still refuse a login older than `cookie_max_age_days`.
 fn forged_user_cookie(issued_at: u64) -> String {
     use actix_web::cookie::{Cookie, CookieJar, Key};
-    let login = serde_json::json!({"name": "Mallory", "id": "00ff", "issued_at": issued_at});
+    let login =
+        serde_json::json!({"name": "Mallory", "id": "00ff".repeat(8), "issued_at": issued_at});
     let mut jar = CookieJar::new();
     jar.private_mut(&Key::derive_from(TEST_SECRET.as_bytes()))
         .add(Cookie::new("user", login.to_string()));

@@ -46,7 +46,7 @@ impl RedisLogouts {
             .key(&keys.revoked)
             .key(&keys.revocations)
             .key(&keys.revocations_count)
-            .arg(id.as_str())
+            .arg(&*id.as_str())
             .arg(until)
             .arg(unix_now())
             .arg(ANNOUNCEMENTS_KEPT);

@@ -80,7 +80,7 @@ impl RedisPresence {
         match self.index.get(&login) {
             Some(&at) => self.pending[at].1 = change,
             None => {
-                self.index.insert(login.clone(), self.pending.len());
+                self.index.insert(login, self.pending.len());
                 self.pending.push((login, change));
             }
         }
@@ -96,7 +96,7 @@ impl RedisPresence {
                     self.resend_all |= !known;
                     self.pending.drain(..n);
                     self.index = (self.pending.iter().enumerate())
-                        .map(|(at, (login, _))| (login.clone(), at))
+                        .map(|(at, (login, _))| (*login, at))
                         .collect();
                 }
                 Err(error) => {
@@ -149,7 +149,7 @@ impl RedisPresence {
                 Change::Released => ("r", ""),
                 Change::LoggedOut => ("x", ""),
             };
-            invocation.arg(op).arg(login.as_str()).arg(name);
+            invocation.arg(op).arg(&*login.as_str()).arg(name);
         }
         let mut writer = self.writer.clone();
         let known: u8 = invocation.invoke_async(&mut writer).await?;
@@ -179,7 +179,7 @@ impl PresenceRegistry for RedisPresence {
     }
 
     fn gone(&mut self, login: &LoginId) {
-        self.change(login.clone(), Change::Released);
+        self.change(*login, Change::Released);
     }
 
     fn logged_out(&mut self, login: LoginId) -> BoxFuture<'_, ()> {
@@ -204,7 +204,7 @@ impl PresenceRegistry for RedisPresence {
                 );
                 for (login, name) in here {
                     if !self.index.contains_key(login) {
-                        self.change(login.clone(), Change::Connected(name.clone()));
+                        self.change(*login, Change::Connected(name.clone()));
                     }
                 }
                 self.send().await;
