@@ -169,84 +169,114 @@ async fn run(conn: &mut SocketConnection) -> End {
     // Only what the loop changes is kept here; the settings are read from the state where
     // they are used (the task of every idle socket is sized by what lives across the wait).
     let mut beat = Beat::join(conn.state.websocket.ping_interval);
-    // A client proves it reads by answering our latest ping with its payload; anything
-    // else it sends (pings, unasked pongs, posts) proves only that it writes.
-    let mut pings_sent: u64 = 0;
-    let mut last_answer = Instant::now();
-
+    let mut heart = Heart {
+        pings_sent: 0,
+        last_answer: Instant::now(),
+    };
     loop {
-        tokio::select! {
-            frame = conn.feed.recv() => {
-                let first = match frame {
-                    Ok(frame) => frame,
-                    Err(RecvError::Lagged(_)) => return End::Close(CloseCode::Again, TOO_SLOW),
-                    Err(RecvError::Closed) => return End::Close(CloseCode::Away, "server shutting down"),
-                };
-                // Boxed, like every write below: a write's future (with its timer) is the
-                // largest wait of the loop, and the task of every idle socket would be
-                // sized for it. One allocation per wake-up, not per frame.
-                match Box::pin(write_waiting(conn, first)).await {
-                    Ok(count) => conn.state.metrics.delivered.fetch_add(count, Relaxed),
-                    Err(end) => return end,
-                };
-            }
-            message = conn.messages.recv() => {
-                match message {
-                    None if conn.oversize.announced() => return End::Close(CloseCode::Size, "message too big"),
-                    None | Some(Ok(AggregatedMessage::Close(_))) => return End::ByClient,
-                    Some(Ok(AggregatedMessage::Text(text))) => {
-                        // Boxed: a post's future is the largest of the loop's, and every idle
-                        // socket's task would be sized for it.
-                        if let Some(end) = Box::pin(handle_post(conn, &text)).await {
-                            return end;
-                        }
-                    }
-                    Some(Ok(AggregatedMessage::Binary(_))) => return End::Close(CloseCode::Unsupported, "binary frames are not supported"),
-                    Some(Ok(AggregatedMessage::Ping(payload))) => {
-                        // Bounded like every write: a client that floods pings and never
-                        // reads fills the queue, and then this gives up.
-                        let deadline = conn.write_deadline();
-                        if let Err(end) = Box::pin(control(conn.session.pong(&payload), deadline)).await {
-                            return end;
-                        }
-                    }
-                    Some(Ok(AggregatedMessage::Pong(payload))) => {
-                        if payload[..] == pings_sent.to_be_bytes() {
-                            last_answer = Instant::now();
-                        }
-                    }
-                    Some(Err(ProtocolError::Overflow)) => return End::Close(CloseCode::Size, "message too big"),
-                    // actix-http 3.20 reports reserved bits as the same `InvalidData` as bad
-                    // UTF-8 (its `InvalidReservedBits` awaits a major release); only its
-                    // message tells them apart. It is a protocol error, not bad text.
-                    Some(Err(ProtocolError::Io(e))) if e.to_string().contains("reserved bits") => {
-                        return End::Close(CloseCode::Protocol, "reserved bits set without an extension")
-                    }
-                    Some(Err(ProtocolError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
-                        return End::Close(CloseCode::Invalid, "text is not valid UTF-8")
-                    }
-                    // actix-ws 0.4 reports fragments over `max_continuation_size` as this
-                    // plain I/O error rather than `Overflow`; it is the same offence.
-                    Some(Err(ProtocolError::Io(e))) if e.to_string().contains("maximum continuation size") => {
-                        return End::Close(CloseCode::Size, "message too big")
-                    }
-                    Some(Err(_)) => return End::Close(CloseCode::Protocol, "protocol error"),
-                }
-            }
+        let event = tokio::select! {
+            frame = conn.feed.recv() => Event::Feed(frame),
+            message = conn.messages.recv() => Event::Message(message),
             () = conn.slot.ended() => return End::Close(CloseCode::Policy, LOGGED_OUT),
-            () = beat.heard() => {
-                if last_answer.elapsed() > conn.state.websocket.ping_interval * 2 {
-                    // Not reading (or gone without a word): a close frame would not be
-                    // read either.
-                    return End::Stalled;
+            () = beat.heard() => Event::Beat,
+        };
+        // Boxed: what an event leads to (a write with its timer, a post) is the largest
+        // wait of the loop, and the task of every idle socket would be sized for it. One
+        // allocation per wake-up, not per frame.
+        if let Err(end) = Box::pin(handle(conn, event, &mut heart)).await {
+            return end;
+        }
+    }
+}
+
+/// What woke a socket's loop.
+enum Event {
+    Feed(Result<Frame, RecvError>),
+    Message(Option<Result<AggregatedMessage, ProtocolError>>),
+    /// Its phase of the heartbeat.
+    Beat,
+}
+
+/// The heartbeat's state. A client proves it reads by answering our latest ping with its
+/// payload; anything else it sends (pings, unasked pongs, posts) proves only that it
+/// writes.
+struct Heart {
+    pings_sent: u64,
+    last_answer: Instant,
+}
+
+async fn handle(conn: &mut SocketConnection, event: Event, heart: &mut Heart) -> Result<(), End> {
+    let message = match event {
+        Event::Feed(frame) => {
+            let first = match frame {
+                Ok(frame) => frame,
+                Err(RecvError::Lagged(_)) => return Err(End::Close(CloseCode::Again, TOO_SLOW)),
+                Err(RecvError::Closed) => {
+                    return Err(End::Close(CloseCode::Away, "server shutting down"))
                 }
-                pings_sent += 1;
-                let deadline = conn.write_deadline();
-                if let Err(end) = Box::pin(control(conn.session.ping(&pings_sent.to_be_bytes()), deadline)).await {
-                    return end;
-                }
+            };
+            let count = write_waiting(conn, first).await?;
+            conn.state.metrics.delivered.fetch_add(count, Relaxed);
+            return Ok(());
+        }
+        Event::Beat => {
+            if heart.last_answer.elapsed() > conn.state.websocket.ping_interval * 2 {
+                // Not reading (or gone without a word): a close frame would not be read
+                // either.
+                return Err(End::Stalled);
+            }
+            heart.pings_sent += 1;
+            let deadline = conn.write_deadline();
+            return control(conn.session.ping(&heart.pings_sent.to_be_bytes()), deadline).await;
+        }
+        Event::Message(message) => message,
+    };
+    match message {
+        None if conn.oversize.announced() => Err(End::Close(CloseCode::Size, "message too big")),
+        None | Some(Ok(AggregatedMessage::Close(_))) => Err(End::ByClient),
+        Some(Ok(AggregatedMessage::Text(text))) => {
+            // Boxed: a post's future is far larger than a write's, which every frame from
+            // the feed allocates.
+            match Box::pin(handle_post(conn, &text)).await {
+                Some(end) => Err(end),
+                None => Ok(()),
             }
         }
+        Some(Ok(AggregatedMessage::Binary(_))) => Err(End::Close(
+            CloseCode::Unsupported,
+            "binary frames are not supported",
+        )),
+        Some(Ok(AggregatedMessage::Ping(payload))) => {
+            // Bounded like every write: a client that floods pings and never reads fills
+            // the queue, and then this gives up.
+            let deadline = conn.write_deadline();
+            control(conn.session.pong(&payload), deadline).await
+        }
+        Some(Ok(AggregatedMessage::Pong(payload))) => {
+            if payload[..] == heart.pings_sent.to_be_bytes() {
+                heart.last_answer = Instant::now();
+            }
+            Ok(())
+        }
+        Some(Err(ProtocolError::Overflow)) => Err(End::Close(CloseCode::Size, "message too big")),
+        // actix-http 3.20 reports reserved bits as the same `InvalidData` as bad UTF-8 (its
+        // `InvalidReservedBits` awaits a major release); only its message tells them apart.
+        // It is a protocol error, not bad text.
+        Some(Err(ProtocolError::Io(e))) if e.to_string().contains("reserved bits") => {
+            Err(End::Close(
+                CloseCode::Protocol,
+                "reserved bits set without an extension",
+            ))
+        }
+        Some(Err(ProtocolError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Err(End::Close(CloseCode::Invalid, "text is not valid UTF-8"))
+        }
+        // actix-ws 0.4 reports fragments over `max_continuation_size` as this plain I/O
+        // error rather than `Overflow`; it is the same offence.
+        Some(Err(ProtocolError::Io(e))) if e.to_string().contains("maximum continuation size") => {
+            Err(End::Close(CloseCode::Size, "message too big"))
+        }
+        Some(Err(_)) => Err(End::Close(CloseCode::Protocol, "protocol error")),
     }
 }
 
