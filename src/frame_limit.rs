@@ -7,9 +7,7 @@
 //! stream at its header, and actix-ws is made to decode after every chunk, so no more than
 //! one chunk sits in its buffer beyond what it has decoded.
 
-use std::cell::Cell;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use actix_web::dev::Payload;
@@ -20,40 +18,37 @@ use futures_core::Stream;
 
 use crate::error::AppError;
 
-/// Set when the client announced a frame over the limit; the stream ended there.
-#[derive(Clone, Default)]
-pub struct Oversize(Rc<Cell<bool>>);
-
-impl Oversize {
-    pub fn announced(&self) -> bool {
-        self.0.get()
-    }
-}
-
-/// Wraps the upgrade's `body` for actix-ws: frames declared over `max_bytes` end it.
+/// Wraps the upgrade's `body` for actix-ws: a frame declared over `max_bytes` ends it with
+/// `PayloadError::Overflow`, which actix-ws hands on as an I/O error (see [`refused`]).
 pub fn guard(
     req: &HttpRequest,
     body: web::Payload,
     max_bytes: usize,
-) -> Result<(web::Payload, Oversize), AppError> {
-    let oversize = Oversize::default();
+) -> Result<web::Payload, AppError> {
     let watched: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> = Box::pin(Watched {
         inner: body,
         headers: HeaderReader::new(max_bytes as u64),
-        oversize: oversize.clone(),
+        refused: false,
         just_gave: false,
     });
     let mut payload = Payload::Stream { payload: watched };
-    let body = web::Payload::from_request(req, &mut payload)
+    web::Payload::from_request(req, &mut payload)
         .into_inner()
-        .map_err(|e| AppError::BadRequest(e.to_string()))?;
-    Ok((body, oversize))
+        .map_err(|e| AppError::BadRequest(e.to_string()))
+}
+
+/// Whether an error of actix-ws's message stream is this guard refusing a frame.
+pub fn refused(error: &std::io::Error) -> bool {
+    (error.get_ref())
+        .and_then(|inner| inner.downcast_ref::<PayloadError>())
+        .is_some_and(|inner| matches!(inner, PayloadError::Overflow))
 }
 
 struct Watched {
     inner: web::Payload,
     headers: HeaderReader,
-    oversize: Oversize,
+    /// A frame over the limit was announced: the stream has ended.
+    refused: bool,
     just_gave: bool,
 }
 
@@ -61,7 +56,7 @@ impl Stream for Watched {
     type Item = Result<Bytes, PayloadError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.oversize.announced() {
+        if self.refused {
             return Poll::Ready(None);
         }
         if self.just_gave {
@@ -74,8 +69,8 @@ impl Stream for Watched {
         if let Poll::Ready(Some(Ok(chunk))) = &next {
             if self.headers.feed(chunk).is_err() {
                 // Nothing of this chunk is passed on: the frame is refused whole.
-                self.oversize.0.set(true);
-                return Poll::Ready(None);
+                self.refused = true;
+                return Poll::Ready(Some(Err(PayloadError::Overflow)));
             }
             self.just_gave = true;
         }

@@ -23,7 +23,7 @@ use crate::auth::Login;
 use crate::domain::PostKey;
 use crate::error::AppError;
 use crate::forwarded::ClientKey;
-use crate::frame_limit::Oversize;
+use crate::frame_limit;
 use crate::heartbeat::Beat;
 use crate::hub::Frame;
 use crate::peer::{BodyAlive, PeerSocket};
@@ -80,8 +80,6 @@ pub struct SocketConnection {
     pub xsrf_cookie: Option<Token>,
     pub session: Session,
     pub messages: AggregatedMessageStream,
-    /// Set when the client announced a frame over `max_frame_bytes`: its messages end.
-    pub oversize: Oversize,
     /// Every frame of the room from the client's cursor on (its replay is already queued).
     pub feed: broadcast::Receiver<Frame>,
     /// Also says when the login is ended (logout, here or on another instance).
@@ -232,7 +230,6 @@ async fn handle(conn: &mut SocketConnection, event: Event, heart: &mut Heart) ->
         Event::Message(message) => message,
     };
     match message {
-        None if conn.oversize.announced() => Err(End::Close(CloseCode::Size, "message too big")),
         None | Some(Ok(AggregatedMessage::Close(_))) => Err(End::ByClient),
         Some(Ok(AggregatedMessage::Text(text))) => {
             // Boxed: a post's future is far larger than a write's, which every frame from
@@ -259,6 +256,10 @@ async fn handle(conn: &mut SocketConnection, event: Event, heart: &mut Heart) ->
             Ok(())
         }
         Some(Err(ProtocolError::Overflow)) => Err(End::Close(CloseCode::Size, "message too big")),
+        // A frame announced over the limit (see `frame_limit`).
+        Some(Err(ProtocolError::Io(e))) if frame_limit::refused(&e) => {
+            Err(End::Close(CloseCode::Size, "message too big"))
+        }
         // actix-http 3.20 reports reserved bits as the same `InvalidData` as bad UTF-8 (its
         // `InvalidReservedBits` awaits a major release); only its message tells them apart.
         // It is a protocol error, not bad text.

@@ -46,7 +46,7 @@ pub(super) async fn open_socket(
         .await
         .map_err(|_| AppError::StoreUnavailable)??;
     let max_bytes = state.websocket.max_frame_bytes;
-    let (body, oversize) = frame_limit::guard(&req, body, max_bytes)?;
+    let body = frame_limit::guard(&req, body, max_bytes)?;
     let (response, mut session, messages) =
         actix_ws::handle(&req, body).map_err(|e| AppError::BadRequest(e.to_string()))?;
     // The replay goes first, queued here into the session's new (empty) queue, so it never
@@ -79,7 +79,6 @@ pub(super) async fn open_socket(
         feed: subscription.feed,
         slot,
         online,
-        oversize,
         peer: PeerSocket::of(&req),
         alive,
     });
