@@ -356,7 +356,8 @@ async fn run(
                 for login in shared.take_gone(Instant::now()) {
                     registry.gone(&login);
                 }
-                registry.tick(at, &shared.connected_here()).await;
+                let here = if registry.reads_here() { shared.connected_here() } else { Vec::new() };
+                registry.tick(at, &here).await;
             }
         }
     }

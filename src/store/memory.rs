@@ -401,6 +401,11 @@ impl PresenceRegistry for MemoryPresence {
         Box::pin(std::future::ready(()))
     }
 
+    fn reads_here(&self) -> bool {
+        // One instance: every login it has was told to it through `connected`.
+        false
+    }
+
     fn list(&mut self, limit: usize) -> BoxFuture<'_, Option<OnlineRows>> {
         // The oldest `limit` listed logins, found when asked (one pass over who is online,
         // a page's worth sorted) rather than kept in order: a tree entry per login cost

@@ -149,6 +149,12 @@ pub trait PresenceRegistry: Send {
     /// How many are online, and the first `limit` of them (since, in Unix ms; name),
     /// oldest first; `None` when the store did not answer.
     fn list(&mut self, limit: usize) -> BoxFuture<'_, Option<OnlineRows>>;
+    /// Whether [`PresenceRegistry::tick`] reads `here` (a registry shared by instances
+    /// does); when not, it gets an empty list rather than a copy of every login here each
+    /// second.
+    fn reads_here(&self) -> bool {
+        true
+    }
 }
 
 /// How many are online, and the first of them: (since, in Unix ms; name), oldest first.
