@@ -65,18 +65,10 @@ impl XsrfKey {
         cookie: Option<&str>,
         submitted: Option<&str>,
     ) -> Result<(), AppError> {
-        let submitted =
-            submitted.ok_or(AppError::Forbidden("'_xsrf' argument missing from POST"))?;
-        let cookie = cookie.ok_or(AppError::Forbidden("'_xsrf' cookie missing"))?;
-        if !bool::from(cookie.as_bytes().ct_eq(submitted.as_bytes())) {
-            return Err(AppError::Forbidden(
-                "XSRF cookie does not match POST argument",
-            ));
-        }
-        if !self.is_valid(login_id, submitted) {
-            return Err(AppError::Forbidden("invalid XSRF token"));
-        }
-        Ok(())
+        let equals = cookie.map(|cookie| {
+            move |submitted: &str| bool::from(cookie.as_bytes().ct_eq(submitted.as_bytes()))
+        });
+        self.verify(login_id, equals, submitted)
     }
 
     /// [`XsrfKey::check`] against a cookie kept as a [`Token`] (a WebSocket keeps its
@@ -88,18 +80,31 @@ impl XsrfKey {
         cookie: Option<&Token>,
         submitted: Option<&str>,
     ) -> Result<(), AppError> {
+        let equals = cookie.map(|cookie| {
+            move |submitted: &str| {
+                Token::parse(submitted).is_some_and(|t| bool::from(cookie.0.ct_eq(&t.0)))
+            }
+        });
+        self.verify(login_id, equals, submitted)
+    }
+
+    /// Both checks: `cookie_equals` says whether a submitted token equals the cookie
+    /// (`None`: there is no cookie).
+    fn verify(
+        &self,
+        login_id: &str,
+        cookie_equals: Option<impl FnOnce(&str) -> bool>,
+        submitted: Option<&str>,
+    ) -> Result<(), AppError> {
         let submitted =
             submitted.ok_or(AppError::Forbidden("'_xsrf' argument missing from POST"))?;
-        let cookie = cookie.ok_or(AppError::Forbidden("'_xsrf' cookie missing or malformed"))?;
-        let Some(submitted) = Token::parse(submitted) else {
-            return Err(AppError::Forbidden("invalid XSRF token"));
-        };
-        if !bool::from(cookie.0.ct_eq(&submitted.0)) {
+        let equals = cookie_equals.ok_or(AppError::Forbidden("'_xsrf' cookie missing"))?;
+        if !equals(submitted) {
             return Err(AppError::Forbidden(
                 "XSRF cookie does not match POST argument",
             ));
         }
-        if !self.issued(login_id, &submitted) {
+        if !self.is_valid(login_id, submitted) {
             return Err(AppError::Forbidden("invalid XSRF token"));
         }
         Ok(())

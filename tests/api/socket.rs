@@ -275,6 +275,30 @@ async fn a_peer_that_stops_answering_is_closed() {
     drop(silent);
 }
 
+/// Only the echo of the server's latest ping proves a client reads: one that sends pongs of
+/// its own (or anything else) but never reads is still closed.
+#[tokio::test]
+async fn unasked_pongs_do_not_keep_a_peer_that_never_reads() {
+    let app = TestApp::spawn_with(|s| s.websocket.ping_interval_secs = 1).await;
+    let user = app.login(None).await;
+    let mut writer = app.socket(&user, None).await;
+    app.wait_for_metric("chatdemo_connected_sockets", 1, Duration::from_secs(5))
+        .await;
+    let pongs = tokio::spawn(async move {
+        // Never read: the server's pings go unanswered.
+        while writer
+            .send(Message::Pong(b"not the ping's payload".to_vec().into()))
+            .await
+            .is_ok()
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    app.wait_for_metric("chatdemo_connected_sockets", 0, Duration::from_secs(10))
+        .await;
+    pongs.abort();
+}
+
 #[tokio::test]
 async fn a_client_that_vanishes_without_a_close_frame_is_cleaned_up() {
     let app = TestApp::spawn().await;
