@@ -153,6 +153,21 @@ impl fmt::Display for Position {
     }
 }
 
+/// A post's number on this instance, which goes into the log with it: when the log brings
+/// the entry back, the hub knows whose it is and answers that poster first (see `room`).
+/// Only this instance's own entries carry one back (the Redis store tags each entry with
+/// its instance and keeps the numbers of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ticket(pub u64);
+
+impl Ticket {
+    /// A number no other post of this process has had.
+    pub fn next() -> Self {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Self(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 /// One life of the room's log: random, made when the log starts (a new process for the
 /// memory store; a new or emptied Redis). Positions from another epoch mean nothing here.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -7,17 +7,17 @@
 //!
 //! ```text
 //!   post ──append──> Log ──follow──> follower ──(in the hub's task)──> hub ──> polls, sockets
-//!     └──────────── wait_for(id) ──────────────────────────────────────┘
+//!     └──── claim(ticket), before the append ─────────────────────────┘
 //! ```
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_core::future::BoxFuture;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::auth::Login;
-use crate::domain::{Cursor, MessageBody, PostKey};
+use crate::domain::{Cursor, MessageBody, PostKey, Ticket};
 use crate::error::AppError;
 use crate::hub::{
     Batch, Entry, Feed, FeedEvent, HubClosed, HubConfig, HubHandle, LogStart, Subscription,
@@ -108,6 +108,11 @@ impl Room {
         key: Option<&PostKey>,
     ) -> Result<Arc<Entry>, AppError> {
         let body = MessageBody::parse(raw_body, self.max_chars)?;
+        // Claimed before the post goes to the log, so the hub knows the entry as this
+        // poster's the moment the log brings it back, and answers it before the fan-out:
+        // with Redis, usually before the log's own answer reaches this worker.
+        let ticket = Ticket::next();
+        let mut claim = Some(self.hub.claim(ticket).await?);
         // The rate is charged by the log, after validation: a refused message costs none.
         let post = Post {
             login: &login.id,
@@ -115,10 +120,23 @@ impl Room {
             from: &login.name,
             body: &body,
             key,
+            ticket,
         };
-        let record = self.log.append(post).await?;
+        let record = tokio::select! {
+            biased;
+            // Stored: the log's answer is no longer needed.
+            entry = claimed(&mut claim) => return Ok(entry),
+            record = self.log.append(post) => record?,
+        };
         tracing::debug!(user = %login.name, id = %record.id, "message posted");
-        match self.hub.wait_for(record.id.clone(), OWN_ENTRY_WAIT).await {
+        let waited = tokio::select! {
+            biased;
+            entry = claimed(&mut claim) => Ok(Some(entry)),
+            // A repeat of an earlier post (which has its own entry), or an entry that came
+            // back some other way (a restart of the log): found by its id.
+            waited = self.hub.wait_for(record.id.clone(), OWN_ENTRY_WAIT) => waited,
+        };
+        match waited {
             Ok(Some(entry)) => Ok(entry),
             // Stored, but this instance's hub does not have it (its follower is behind,
             // the server is stopping, or it is a repeat older than the cache): the answer
@@ -159,6 +177,18 @@ impl Room {
     pub fn pause(&self) -> FollowerPause {
         self.pause.clone()
     }
+}
+
+/// The entry of a post's claim (see [`HubHandle::claim`]); never, if the hub let it go.
+async fn claimed(claim: &mut Option<oneshot::Receiver<Arc<Entry>>>) -> Arc<Entry> {
+    if let Some(receiver) = claim {
+        if let Ok(entry) = receiver.await {
+            return entry;
+        }
+        // A receiver is not polled again once it has answered.
+        *claim = None;
+    }
+    std::future::pending().await
 }
 
 /// Holds this instance's follower still: while paused, the instance serves what it has
@@ -204,7 +234,7 @@ impl Feed for Follower {
                 LogEvent::Appended(records) => FeedEvent::Entries(
                     records
                         .iter()
-                        .filter_map(|r| render(&self.templates, r))
+                        .filter_map(|r| Some((render(&self.templates, r)?, r.ticket)))
                         .collect(),
                 ),
                 LogEvent::Restart(snapshot) => {
@@ -257,6 +287,14 @@ mod tests {
     use crate::store::PresenceSettings;
 
     async fn room_in_memory(metrics: Arc<Metrics>) -> Room {
+        room_over(metrics, |log| log).await
+    }
+
+    /// A room whose log is the memory store's, wrapped by `wrap`.
+    async fn room_over(
+        metrics: Arc<Metrics>,
+        wrap: impl FnOnce(Arc<dyn Log>) -> Arc<dyn Log>,
+    ) -> Room {
         let settings = PresenceSettings {
             notices: false,
             leave_grace: Duration::from_secs(10),
@@ -272,7 +310,52 @@ mod tests {
             socket_backlog: 16,
             max_message_chars: 2000,
         };
-        Room::start(backend.log, backend.start, size, templates, metrics)
+        Room::start(wrap(backend.log), backend.start, size, templates, metrics)
+    }
+
+    /// A log that stores at once but whose answer takes a minute to come back, as a
+    /// script's reply can trail the entry its follower already read.
+    struct SlowReply(Arc<dyn Log>);
+
+    impl Log for SlowReply {
+        fn append<'a>(
+            &'a self,
+            post: crate::store::Post<'a>,
+        ) -> BoxFuture<'a, Result<crate::store::Record, crate::store::StoreError>> {
+            Box::pin(async move {
+                let record = self.0.append(post).await;
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                record
+            })
+        }
+        fn follow(&self) -> Box<dyn crate::store::LogSource> {
+            self.0.follow()
+        }
+        fn has_reached<'a>(
+            &'a self,
+            id: &'a MessageId,
+        ) -> BoxFuture<'a, Result<bool, crate::store::StoreError>> {
+            self.0.has_reached(id)
+        }
+    }
+
+    /// The poster is answered as soon as its entry is in this instance's hub, whether or
+    /// not the log's own answer has come.
+    #[tokio::test]
+    async fn a_poster_is_answered_by_its_entry_before_the_logs_reply() {
+        let room = room_over(Arc::new(Metrics::default()), |log| Arc::new(SlowReply(log))).await;
+        let login = Login::new(UserName::parse("Ann").unwrap());
+        let posted = tokio::time::timeout(
+            Duration::from_secs(10),
+            room.post(&login, "192.0.2.1", "hello", None),
+        )
+        .await
+        .expect("answered before the log's reply")
+        .unwrap();
+        assert_eq!(posted.message.body.as_str(), "hello");
+        let snapshot = room.hub.snapshot().await.unwrap();
+        assert_eq!(snapshot.entries.len(), 1);
+        assert_eq!(snapshot.entries[0].message.id, posted.message.id);
     }
 
     /// A receiver answered with a new entry asks again at once with it as its cursor, on

@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures_core::future::BoxFuture;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::domain::{Cursor, Epoch, MessageId, Position};
+use crate::domain::{Cursor, Epoch, MessageId, Position, Ticket};
 use crate::metrics::Metrics;
 pub use frame::{Batch, Entry, Frame, Pieces};
 #[cfg(test)]
@@ -63,8 +63,8 @@ pub trait Feed: Send {
 /// What the feed brings.
 pub enum FeedEvent {
     /// Entries of the log, oldest first: each goes to the cache and to every receiver,
-    /// unless the hub has it already.
-    Entries(Vec<Arc<Entry>>),
+    /// unless the hub has it already. A post's [`Ticket`] when this instance stored it.
+    Entries(Vec<(Arc<Entry>, Option<Ticket>)>),
     /// The log is not the one followed so far (its data was lost, or the follower missed
     /// entries): start over from it. Receivers that may have missed messages are told
     /// (`reset`).
@@ -72,6 +72,10 @@ pub enum FeedEvent {
 }
 
 pub(crate) enum Command {
+    Claim {
+        ticket: Ticket,
+        done: oneshot::Sender<Arc<Entry>>,
+    },
     WaitFor {
         id: MessageId,
         done: oneshot::Sender<Arc<Entry>>,
@@ -141,6 +145,20 @@ impl HubHandle {
         let head = self.head.borrow();
         let position = cursor.position_in(&head.0)?;
         (position > head.1).then(|| cursor.id()).flatten()
+    }
+
+    /// The entry of the post with `ticket`, as soon as the log brings it to this hub and
+    /// before the hub fans it out: the poster is answered first, with the bytes every
+    /// receiver gets. Claimed before the post goes to the log (see `room`); the answer
+    /// never comes if the post is not stored, or comes back otherwise (a restart of the
+    /// log): then [`HubHandle::wait_for`] its id.
+    pub async fn claim(&self, ticket: Ticket) -> Result<oneshot::Receiver<Arc<Entry>>, HubClosed> {
+        let (done, claimed) = oneshot::channel();
+        self.posters
+            .send(Command::Claim { ticket, done })
+            .await
+            .map_err(|_| HubClosed)?;
+        Ok(claimed)
     }
 
     /// The hub's entry for `id` once it holds it: a poster's own message is in this

@@ -9,7 +9,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use super::cache::{Cache, Since};
 use super::frame::{self, Batch, Entry, Frame};
 use super::{Command, Feed, FeedEvent, HubConfig, LogStart, Snapshot, Subscription};
-use crate::domain::{Cursor, Epoch, MessageId, Position};
+use crate::domain::{Cursor, Epoch, MessageId, Position, Ticket};
 use crate::metrics::Metrics;
 
 /// How often polls whose clients gave up are dropped from the waiters.
@@ -43,6 +43,11 @@ pub(crate) async fn run(
             (feed, event) = async { next.as_mut().expect("checked by the guard").await }, if next.is_some() => {
                 next = match event {
                     Some(event) => {
+                        // Every claim sent before its post went to the log is in the queue
+                        // by now, though maybe not read when this branch was polled.
+                        while let Ok(command) = posters.try_recv() {
+                            room.handle(command);
+                        }
                         room.take(event);
                         Some(feed.next())
                     }
@@ -67,6 +72,8 @@ pub(crate) struct Room {
     prune_at: usize,
     /// Posters waiting for their entry to come back from the log.
     posters: Vec<(MessageId, oneshot::Sender<Arc<Entry>>)>,
+    /// Posters waiting for the entry of their ticket (see [`super::HubHandle::claim`]).
+    claims: Vec<(Ticket, oneshot::Sender<Arc<Entry>>)>,
     /// Clients whose cursor is past what this hub has read (another instance read
     /// further); each is answered once the hub gets past it.
     ahead: Vec<Ahead>,
@@ -95,6 +102,7 @@ impl Room {
             waiters: Vec::new(),
             prune_at: MIN_PRUNE_AT,
             posters: Vec::new(),
+            claims: Vec::new(),
             ahead: Vec::new(),
             sockets: Some(sockets),
             head,
@@ -107,10 +115,14 @@ impl Room {
     fn take(&mut self, event: FeedEvent) {
         match event {
             FeedEvent::Entries(entries) => {
-                let added: Vec<Arc<Entry>> = entries
-                    .into_iter()
-                    .filter(|entry| self.cache.push(entry.clone()))
-                    .collect();
+                let mut added = Vec::with_capacity(entries.len());
+                let mut claimed = Vec::new();
+                for (entry, ticket) in entries {
+                    if self.cache.push(entry.clone()) {
+                        claimed.extend(ticket.map(|ticket| (ticket, entry.clone())));
+                        added.push(entry);
+                    }
+                }
                 // The head before anyone hears of the entries: a receiver answered below
                 // asks again at once with the newest id as its cursor, and a head still
                 // behind would take it for a cursor from the future (a trip to the log
@@ -119,6 +131,7 @@ impl Room {
                 // The posters first, in this same step: their answers are one per post
                 // and reach their threads before the thousands of poll answers do; nothing
                 // they send next can be handled before the fan-out below is done.
+                self.release_claims(claimed);
                 self.release_posters();
                 for entry in added {
                     self.fan_out(entry);
@@ -151,6 +164,11 @@ impl Room {
 
     fn handle(&mut self, command: Command) {
         match command {
+            Command::Claim { ticket, done } => {
+                // Those whose posts were refused (or who were answered otherwise) go.
+                self.claims.retain(|(_, done)| !done.is_closed());
+                self.claims.push((ticket, done));
+            }
             Command::WaitFor { id, done } => {
                 self.posters.push((id, done));
                 self.release_posters();
@@ -275,6 +293,16 @@ impl Room {
             self.update_waiting_gauge();
         }
         self.release_posters();
+    }
+
+    /// Answers the posters whose tickets came back with these entries.
+    fn release_claims(&mut self, entries: Vec<(Ticket, Arc<Entry>)>) {
+        for (ticket, entry) in entries {
+            if let Some(at) = self.claims.iter().position(|(t, _)| *t == ticket) {
+                let (_, done) = self.claims.swap_remove(at);
+                let _ = done.send(entry);
+            }
+        }
     }
 
     /// Answers the posters whose entry the hub now holds with it. Those whose epoch has

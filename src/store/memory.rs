@@ -146,7 +146,10 @@ impl Log for MemoryLog {
             RateLimiter::check_both((&log.rate, &login), (&log.address_rate, post.address), now);
         let result = charged
             .map(|()| {
-                let record = log.push(|id| Record::post(id, post.from.clone(), post.body.clone()));
+                let record = log.push(|id| {
+                    Record::post(id, post.from.clone(), post.body.clone())
+                        .with_ticket(Some(post.ticket))
+                });
                 if let Some(key) = key {
                     keys.remember(key, record.clone(), now);
                 }

@@ -15,7 +15,7 @@ use futures_core::future::BoxFuture;
 use crate::auth::LoginId;
 use crate::config::{Backend as Kind, Settings};
 use crate::domain::{
-    Crowd, Epoch, Kind as EntryKind, MessageBody, MessageId, Position, PostKey, UserName,
+    Crowd, Epoch, Kind as EntryKind, MessageBody, MessageId, Position, PostKey, Ticket, UserName,
 };
 use crate::metrics::Metrics;
 pub use redis::StoreStartError;
@@ -46,6 +46,8 @@ pub struct Post<'a> {
     pub body: &'a MessageBody,
     /// The client's key for this post; `None`: the client will not resend it.
     pub key: Option<&'a PostKey>,
+    /// Stored with the entry, for this instance's hub to know it as the poster's own.
+    pub ticket: Ticket,
 }
 
 /// An entry as the log keeps it, before this instance renders it.
@@ -57,6 +59,8 @@ pub struct Record {
     pub kind: EntryKind,
     /// Who a notice is about; `None` for a post.
     pub crowd: Option<Crowd>,
+    /// The post's [`Ticket`] when this instance stored it; `None` for every other entry.
+    pub ticket: Option<Ticket>,
 }
 
 impl Record {
@@ -67,7 +71,13 @@ impl Record {
             body,
             kind: EntryKind::Message,
             crowd: None,
+            ticket: None,
         }
+    }
+
+    /// The same record, known as the post that had `ticket` on this instance.
+    pub fn with_ticket(self, ticket: Option<Ticket>) -> Self {
+        Self { ticket, ..self }
     }
 
     /// A `join` or `leave` notice: from its first name, its body the sentence.
@@ -78,6 +88,7 @@ impl Record {
             body: crowd.body(kind),
             kind,
             crowd: Some(crowd),
+            ticket: None,
         }
     }
 }

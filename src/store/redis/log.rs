@@ -12,7 +12,7 @@ use redis::{RedisError, Script};
 use super::stream::{Follower, Step, Stream};
 use super::{record, Shared};
 use crate::config::RoomSettings;
-use crate::domain::{Epoch, MessageBody, MessageId, Position, UserName};
+use crate::domain::{Epoch, MessageBody, MessageId, Position, Ticket, UserName};
 use crate::store::{Log, LogEvent, LogSource, Post, Record, Snapshot, StoreError, POST_KEY_TTL};
 
 /// How long a post keeps retrying a write whose outcome it does not know; then it is
@@ -102,7 +102,8 @@ impl RedisLog {
             .arg(self.rates.address_burst)
             .arg(self.rates.address_per_sec)
             .arg(script_deadline)
-            .arg(if post.key.is_some() { "1" } else { "0" });
+            .arg(if post.key.is_some() { "1" } else { "0" })
+            .arg(tag(&self.shared.instance, post.ticket));
         let deadline = Instant::now() + WRITE_DEADLINE;
         let mut attempt = 0;
         let reply: Vec<String> = loop {
@@ -139,8 +140,10 @@ impl RedisLog {
                 tracing::warn!("post refused: Redis ran it past its deadline");
                 Err(StoreError::Unavailable)
             }
+            // This post (or this same post, retried after its answer was lost).
             [status, id] if status == "ok" => {
-                Ok(record(parse_id(id)?, post.from.clone(), post.body.clone()))
+                Ok(record(parse_id(id)?, post.from.clone(), post.body.clone())
+                    .with_ticket(Some(post.ticket)))
             }
             // A repeat: what the first post with this key stored.
             [status, id, from, body] if status == "ok" => {
@@ -247,6 +250,7 @@ impl Follower for LogFollower {
         let mut records = Vec::with_capacity(entries.len());
         for stored in entries {
             if let Some(record) = record(stored) {
+                let record = record.with_ticket(own_ticket(stored, &self.shared.instance));
                 if *record.id.epoch() != self.epoch {
                     // Redis lost the log and a new epoch began: start over from it.
                     return Step::CatchUp;
@@ -264,4 +268,16 @@ impl Follower for LogFollower {
             Step::Yield(LogEvent::Appended(records))
         }
     }
+}
+
+/// The `t` field of an entry `instance` posts with `ticket`.
+fn tag(instance: &str, ticket: Ticket) -> String {
+    format!("{instance}.{}", ticket.0)
+}
+
+/// The ticket of an entry this instance posted; `None` for anyone else's.
+fn own_ticket(stored: &StreamId, instance: &str) -> Option<Ticket> {
+    let tag = stored.get::<String>("t")?;
+    let (by, number) = tag.split_once('.')?;
+    (by == instance).then(|| number.parse().ok().map(Ticket))?
 }

@@ -2,15 +2,18 @@
 //!
 //! Keys, under `store.key_prefix` (`P`):
 //! - `P:log`, a stream: one entry per message or notice (`e` epoch, `k` kind for notices,
-//!   `from`, `body`), trimmed with `MAXLEN ~ room.cache_size` (which keeps at least that
-//!   many). Its entry ids are the positions of the room's message ids.
+//!   `from`, `body`, and on a post `t`: the posting instance and its ticket, so that
+//!   instance answers its poster as soon as it reads the entry), trimmed with
+//!   `MAXLEN ~ room.cache_size` (which keeps at least that many). Its entry ids are the
+//!   positions of the room's message ids.
 //! - `P:epoch`: a random value made with the log. If Redis loses its data the next write
 //!   makes a new one, and every instance sees entries carry it: clients get `reset`.
-//! - `P:post:{login}:{key}`: what a post was stored as (a hash: `id`, `from`, `body`), kept
-//!   10 minutes, so a post resent by its client (same key) or a write retried after its
-//!   answer was lost is not stored twice. A post without a client's key gets a random one.
+//! - `P:post:{login}:{key}`: what a post was stored as (a string: the id, then with a
+//!   client's key a line with `from` and one or more with the body), kept 10 minutes, so a
+//!   post resent by its client (same key) or a write retried after its answer was lost is
+//!   not stored twice. A post without a client's key gets a random one.
 //! - `P:rate:{login}` and `P:arate:{address}`: the token buckets of a login and of a client
-//!   address, one budget across instances.
+//!   address (strings: `<tokens> <at ms>`), one budget across instances.
 //! - `P:who`, `P:since`, `P:held`, `P:holders`, `P:instances*`, `P:presence:clock` and
 //!   `P:fold*`: presence (see `presence` and docs/ARCHITECTURE.md).
 //! - `P:revoked` (login → until, a sorted set), `P:revocations` (a short stream announcing
@@ -100,6 +103,9 @@ impl Keys {
 struct Shared {
     client: Client,
     keys: Keys,
+    /// This instance, random for each start: its presence holds and beat, and the tag on
+    /// the log entries it posts (see `log`).
+    instance: String,
     /// Entries the log keeps (`room.cache_size`).
     cache_size: usize,
     metrics: Arc<Metrics>,
@@ -186,6 +192,7 @@ pub(super) async fn open(
     let shared = Arc::new(Shared {
         client,
         keys: Keys::new(&settings.store.key_prefix),
+        instance: Epoch::random().as_str().to_owned(),
         cache_size: settings.room.cache_size,
         metrics,
         clock: RedisClock::default(),

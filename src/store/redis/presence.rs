@@ -46,8 +46,6 @@ pub(super) struct RedisPresence {
     script: Script,
     list_script: Script,
     settings: PresenceSettings,
-    /// This instance, for its holds and its beat.
-    instance: String,
     /// Changes not sent yet, in the order they came; a login's newest change replaces its
     /// older one in place (`index`).
     pending: Vec<(LoginId, Change)>,
@@ -69,7 +67,6 @@ impl RedisPresence {
             script: Script::new(include_str!("presence.lua")),
             list_script: Script::new(LIST),
             settings,
-            instance: Epoch::random().as_str().to_owned(),
             pending: Vec::new(),
             index: HashMap::new(),
             resend_all: false,
@@ -133,7 +130,7 @@ impl RedisPresence {
             invocation.key(key);
         }
         invocation
-            .arg(&self.instance)
+            .arg(&self.shared.instance)
             .arg(self.settings.leave_grace.as_millis() as u64)
             .arg(BEAT_TTL.as_millis() as u64)
             .arg(if self.settings.notices { "1" } else { "0" })
