@@ -112,7 +112,9 @@ impl Room {
         // poster's the moment the log brings it back, and answers it before the fan-out:
         // with Redis, usually before the log's own answer reaches this worker.
         let ticket = Ticket::next();
-        let mut claim = Some(self.hub.claim(ticket).await?);
+        // With the hub stopped (the server is stopping) the post is still stored, and
+        // answered from its record below, as without a claim.
+        let mut claim = self.hub.claim(ticket).await.ok();
         // The rate is charged by the log, after validation: a refused message costs none.
         let post = Post {
             login: &login.id,
