@@ -281,3 +281,36 @@ fn own_ticket(stored: &StreamId, instance: &str) -> Option<Ticket> {
     let (by, number) = tag.split_once('.')?;
     (by == instance).then(|| number.parse().ok().map(Ticket))?
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use redis::Value;
+
+    use super::*;
+
+    fn entry(t: &str) -> StreamId {
+        StreamId {
+            id: "1-0".into(),
+            map: HashMap::from([("t".to_owned(), Value::BulkString(t.as_bytes().to_vec()))]),
+            ..StreamId::default()
+        }
+    }
+
+    /// Only this instance's entries bring a ticket back; another's (or a malformed tag)
+    /// is anyone's entry, answered by its id.
+    #[test]
+    fn an_entry_carries_its_ticket_back_to_its_own_instance_alone() {
+        let mine = entry(&tag("0a1b2c3d4e5f", Ticket(42)));
+        assert_eq!(own_ticket(&mine, "0a1b2c3d4e5f"), Some(Ticket(42)));
+        assert_eq!(own_ticket(&mine, "ffffffffffff"), None);
+        assert_eq!(own_ticket(&entry("0a1b2c3d4e5f.x"), "0a1b2c3d4e5f"), None);
+        assert_eq!(own_ticket(&entry("0a1b2c3d4e5f"), "0a1b2c3d4e5f"), None);
+        let untagged = StreamId {
+            id: "1-0".into(),
+            ..StreamId::default()
+        };
+        assert_eq!(own_ticket(&untagged, "0a1b2c3d4e5f"), None);
+    }
+}
