@@ -98,8 +98,8 @@ impl Room {
 
     /// Posts `raw_body` as `login` from the client `address`, the same for both transports:
     /// clean-up and limits, then the log (which charges the rate and gives the id, or
-    /// finds the post `key` already stored), then the hub's entry for that id, so the
-    /// poster's cursor sees it here.
+    /// finds the post `key` already stored), then the hub's entry (its ticket's, or found
+    /// by its id), so the poster's cursor sees it here.
     pub async fn post(
         &self,
         login: &Login,
