@@ -141,6 +141,18 @@ async fn remove_websocket(client: &Client) {
         .expect("CDP injection");
 }
 
+/// Freezes the current tab's scripts (timers, network callbacks) as a browser freezes a
+/// tab in the background, or lets them run again (`frozen` false).
+async fn freeze(client: &Client, frozen: bool) {
+    client
+        .issue_cmd(Cdp {
+            cmd: "Page.setWebLifecycleState",
+            params: json!({"state": if frozen { "frozen" } else { "active" }}),
+        })
+        .await
+        .expect("CDP lifecycle state");
+}
+
 /// Waits until `script` (a function body) returns a truthy value; returns it.
 async fn wait_for(client: &Client, script: &str, what: &str) -> Value {
     wait_for_within(client, script, what, Duration::from_secs(30)).await
@@ -315,13 +327,20 @@ async fn two_users_on_two_transports_chat_and_survive_a_restart() {
     alice.switch_to_window(first_tab.clone()).await.unwrap();
     wait_for_message(&alice, "to both tabs", "Alice's first tab").await;
 
-    // Restart the server on the same port; post while the pages are reconnecting.
+    // Restart the server on the same port and post before the pages come back. Were a
+    // page to reach the new, empty room first, its old cursor would be held as no cursor
+    // is (the contract), and the post would come without `reset`; so the pages are frozen
+    // meanwhile, as a tab in the background is, and reconnect once thawed.
     let port = app.port;
+    freeze(&alice, true).await;
+    freeze(&bob, true).await;
     app.shutdown.shutdown().await;
     let _ = app.server.await;
     let app = TestApp::spawn_with(|s| s.server.port = port).await;
     let carol = app.login(Some("Carol")).await;
     carol.say_ok("posted during the restart").await;
+    freeze(&alice, false).await;
+    freeze(&bob, false).await;
     for (client, who) in [(&alice, "Alice"), (&bob, "Bob")] {
         wait_for_message(client, "posted during the restart", who).await;
         wait_for(
