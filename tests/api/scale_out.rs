@@ -933,3 +933,26 @@ async fn a_logout_costs_under_200_bytes_in_redis_and_under_300_in_each_instance(
     let kept: u64 = redis.command(&["XLEN", "cost:revocations"]).await;
     assert!(kept <= 1100, "{kept} announcements kept");
 }
+
+/// A resend whose first post has left the cache is answered from what its key kept in
+/// Redis: the first post's id, name and body (line breaks and all), stored once.
+#[tokio::test]
+#[ignore = "needs redis-server; run with --include-ignored"]
+async fn a_resend_after_its_post_left_the_cache_is_the_first_post() {
+    let Some(redis) = RedisServer::start("resend_after_eviction").await else {
+        return;
+    };
+    let app = instance_with(&redis, "evicted", |s| s.room.cache_size = 2).await;
+    let user = app.login(Some("Ann")).await;
+    let body = "line one\nline two\n\nthree";
+    let first = user.say_with_key_ok(body, "k-1").await;
+    assert_eq!(first.body, body);
+    for n in 0..3 {
+        user.say_ok(&format!("filler {n}")).await;
+    }
+    assert!(!page_message_ids(&user.page().await).contains(&first.id));
+    let again = user.say_with_key_ok("changed", "k-1").await;
+    assert_eq!(again, first);
+    assert_eq!(redis.copies_in_log("evicted", body).await, 1);
+    assert_eq!(redis.copies_in_log("evicted", "changed").await, 0);
+}
